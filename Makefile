@@ -1,0 +1,43 @@
+# dlrecipes: every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: help venv demo test lint format bench image-classification clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install dlrecipes with its dev tools
+
+demo: $(STAMP) ## train the image recipe on the embedded MNIST sample; prints test accuracy and the run dir
+	$(PY) recipes/image_classification/recipe.py train $(ARGS)
+
+test: $(STAMP) ## run the whole test suite (2 workers)
+	$(PY) -m pytest -q -n 2 tests
+
+lint: $(STAMP) ## ruff lint and format check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP) ## ruff fix and format
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench: $(STAMP) ## side-by-side measurements; writes benchmarks/results/ (make bench BENCH=image)
+	$(PY) benchmarks/run.py $(BENCH)
+
+image-classification: $(STAMP) ## train the image recipe: make image-classification ARGS="--epochs 5"
+	$(PY) recipes/image_classification/recipe.py train $(ARGS)
+
+clean: ## remove .venv and runs/
+	rm -rf $(VENV) runs

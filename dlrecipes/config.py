@@ -1,0 +1,167 @@
+"""The settings every recipe shares, their checks, and their JSON form.
+
+A recipe's `Config` subclasses `RecipeConfig`, adds its own fields and sets its own best defaults.
+Each field is also a command-line flag (`learning_rate` -> `--learning-rate`) and a Keras Tuner
+hyperparameter name, so `best_hparams.json` maps straight onto a config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, ClassVar
+
+OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "step")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "default", "mirrored")
+
+
+class ConfigError(ValueError):
+    """A config value is out of range or not one of the allowed choices."""
+
+
+@dataclasses.dataclass
+class RecipeConfig:
+    """Shared settings: data, optimizer and schedule, regularization, runtime."""
+
+    # --- input
+    dataset: str = "mnist_sample"
+    data_dir: str | None = None  # TFDS data directory; None = ~/tensorflow_datasets
+    # --- optimizer
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    learning_rate: float = 1e-3
+    schedule: str = "cosine"  # constant | cosine (with warm-up) | step (x0.1 at 50% and 75%)
+    warmup_epochs: float = 1.0
+    momentum: float = 0.9  # for momentum SGD and RMSprop
+    weight_decay: float = 1e-4  # decoupled, AdamW only
+    # --- regularization
+    dropout: float = 0.0
+    l1: float = 0.0
+    l2: float = 0.0
+    early_stopping: int = 0  # patience in epochs on validation accuracy; 0 = off
+    # --- runtime
+    seed: int = 0
+    deterministic: bool = False  # op determinism: reproducible to the bit, slower
+    jit: bool | None = None  # XLA; None = the measured default for this device
+    precision: str = "auto"  # auto = mixed_float16 on GPU, float32 on CPU
+    strategy: str = "auto"  # auto = MirroredStrategy when several GPUs are visible
+    fold: tuple[int, int] | None = None  # (i, k): set by `train --folds k`
+
+    # Overrides that shrink a run to seconds, for tests and a first look (`--tiny`).
+    TINY: ClassVar[dict[str, Any]] = {"epochs": 1}
+    # Extra choice-valued fields of a subclass: {"arch": ("convnet", "resnet")}.
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ConfigError naming the field, the bad value and what is allowed."""
+        choices = {
+            "optimizer": OPTIMIZERS,
+            "schedule": SCHEDULES,
+            "precision": PRECISIONS,
+            "strategy": STRATEGIES,
+            **self.CHOICES,
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(
+                    f"{name}={value!r} is not allowed; use one of: {', '.join(allowed)} "
+                    f"(--{flag(name)} {allowed[0]})."
+                )
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}.")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be positive; got {self.learning_rate}.")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1); got {self.dropout}.")
+        for name in ("l1", "l2", "weight_decay", "momentum", "warmup_epochs", "early_stopping"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative; got {getattr(self, name)}.")
+
+    def tiny(self) -> RecipeConfig:
+        """The same config shrunk by `TINY`, for tests and quick local runs."""
+        return dataclasses.replace(self, **self.TINY)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RecipeConfig:
+        """A config from plain values (JSON lists become tuples); unknown keys are refused."""
+        return cls(**coerce(cls, values))
+
+    @classmethod
+    def load(cls, path: str | Path) -> RecipeConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a field: `learning_rate` -> `learning-rate`."""
+    return name.replace("_", "-")
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Resolved type hints of a config class's fields."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def coerce(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """Checks keys against `cls`'s fields and turns JSON values into the fields' types."""
+    types_ = field_types(cls)
+    unknown = sorted(set(values) - set(types_))
+    if unknown:
+        raise ConfigError(
+            f"Unknown config field(s) {unknown}; known fields: {', '.join(sorted(types_))}."
+        )
+    return {name: _convert(value, types_[name], name) for name, value in values.items()}
+
+
+def _convert(value: Any, hint: Any, name: str) -> Any:
+    if value is None:
+        return None
+    base = _strip_optional(hint)
+    origin = typing.get_origin(base)
+    try:
+        if origin is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            item_type = typing.get_args(base)[0]
+            return tuple(item_type(v) for v in items)
+        if base is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if base in (int, float, str):
+            if base is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return base(value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{name}={value!r} is not a valid {_type_name(hint)}.") from err
+    return value
+
+
+def _strip_optional(hint: Any) -> Any:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", str(hint))

