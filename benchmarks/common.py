@@ -1,0 +1,66 @@
+"""Helpers shared by the benchmark scripts: timing callbacks and result files."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    import tensorflow as tf
+
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpus": os.cpu_count(),
+        "gpus": len(tf.config.list_physical_devices("GPU")),
+        "platform": platform.platform(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def write_result(name: str, title: str, rows: list[dict[str, Any]], notes: str = "") -> Path:
+    """Writes `results/<name>.json`: the rows of one benchmark table plus the machine."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"name": name, "title": title, "machine": machine(), "rows": rows, "notes": notes}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Training wall time per epoch, excluding whatever `on_epoch_end` hooks after it do.
+
+    With `probe(model) -> float` it also records a held-out score after each epoch (not timed),
+    so time-to-accuracy can be read off: `seconds_to(target)`.
+    """
+
+    def __init__(self, probe=None) -> None:
+        super().__init__()
+        self.probe = probe
+        self.elapsed = 0.0
+        self.points: list[tuple[int, float, float | None]] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.elapsed += time.perf_counter() - self._start
+        score = self.probe(self.model) if self.probe else None
+        self.points.append((epoch + 1, self.elapsed, score))
+
+    def seconds_to(self, target: float) -> float | None:
+        """Training seconds until the probe first reached `target`, or None if it never did."""
+        for _, seconds, score in self.points:
+            if score is not None and score >= target:
+                return seconds
+        return None

@@ -1,0 +1,44 @@
+"""Shared test settings: quiet TensorFlow, one TFDS data dir per pytest worker, repo paths."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tfds_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TFDS data dir for this worker: embedded sets are prepared once per session, and nothing
+    is written to the user's ~/tensorflow_datasets. Subprocesses inherit it."""
+    path = tmp_path_factory.getbasetemp() / "tfds"
+    path.mkdir(exist_ok=True)
+    os.environ["TFDS_DATA_DIR"] = str(path)
+    return path
+
+
+def run_cli(
+    *args: str | Path, cwd: Path | None = None, timeout: int = 600, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Runs `python *args` in a fresh process and returns its completed process."""
+    proc = subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{args} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\n"
+            f"stderr:\n{proc.stderr[-5000:]}"
+        )
+    return proc
