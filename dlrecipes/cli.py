@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dlrecipes import training
+from dlrecipes import training, tuning
 from dlrecipes.config import ConfigError, RecipeConfig, coerce, field_types, flag
 from dlrecipes.recipe import Recipe
 
@@ -57,6 +57,15 @@ def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
         "--tiny",
         action="store_true",
         help="shrink everything for a run of seconds (tests, a first look)",
+    )
+
+    tune = commands.add_parser(
+        "tune", help="search hyperparameters with Keras Tuner; prints best_hparams.json last"
+    )
+    _add_config_flags(tune, recipe.config_class)
+    tuning.add_search_flags(tune)
+    tune.add_argument(
+        "--tiny", action="store_true", help="search tiny models for a few epochs (tests)"
     )
 
     evaluate = commands.add_parser("evaluate", help="score a saved model on a test split")
@@ -110,7 +119,7 @@ def make_config(recipe: Recipe, args: argparse.Namespace) -> RecipeConfig:
 
 
 def run(recipe: Recipe, argv: Sequence[str] | None = None) -> int:
-    """Parses the command line and runs `train` or `evaluate`; returns the exit status.
+    """Parses the command line and runs `train`, `tune` or `evaluate`; returns the exit status.
 
     Expected failures (bad config, unknown dataset, unusable run directory or checkpoint,
     divergence) print one clear message and return 2 instead of a traceback.
@@ -119,6 +128,8 @@ def run(recipe: Recipe, argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(recipe, args)
+        if args.command == "tune":
+            return _tune(recipe, args)
         return _evaluate(recipe, args)
     except (
         ConfigError,
@@ -148,6 +159,15 @@ def _train(recipe: Recipe, args: argparse.Namespace) -> int:
             f"({result.metrics['num_examples']} examples)"
         )
     print(run_dir)
+    return 0
+
+
+def _tune(recipe: Recipe, args: argparse.Namespace) -> int:
+    result = tuning.search(recipe, make_config(recipe, args), tuning.options_from_args(args))
+    if result.best_hparams_path is None:
+        print(f"Worker done; the chief writes the results to {result.directory}.")
+    else:
+        print(result.best_hparams_path)
     return 0
 
 

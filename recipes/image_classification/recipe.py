@@ -128,12 +128,14 @@ def build_model(config: Config, info: data.DataInfo) -> keras.Model:
 
 
 def build_hypermodel(config: Config, info: data.DataInfo) -> keras_tuner.HyperModel:
+    # Widths are the config's scaled by 1/2, 3/4 and 1, so a `--tiny` search stays tiny.
+    widths = [tuple(max(4, round(w * f)) for w in config.widths) for f in (0.5, 0.75, 1.0)]
     return dlrecipes.tuning.ConfigHyperModel(
         config,
         info,
         build_model,
         space={
-            "widths": [(16, 32, 64), (24, 48, 96), (32, 64, 128)],
+            "widths": widths,
             "depth": [1, 2, 3],
             "dropout": (0.0, 0.5),
             "learning_rate": (3e-4, 1e-2, "log"),
