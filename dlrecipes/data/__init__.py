@@ -1,5 +1,7 @@
 """Datasets behind one `load(spec)`: TFDS catalog names, embedded builders, `folder:`, `idx:`.
 
+Text has its own entry point, `load_text(spec)` (`rt_snippets`, `imdb_reviews`, `csv:`, `folder:`).
+
 Example:
 
 >>> from dlrecipes import data
@@ -19,6 +21,7 @@ from dlrecipes.data.folds import kfold
 from dlrecipes.data.idx import load_idx
 from dlrecipes.data.pipeline import Augment, prepare
 from dlrecipes.data.splits import DataInfo, Splits
+from dlrecipes.data.text import TextDataWarning, known_text, load_text
 
 PREFIXES = ("folder:PATH", "idx:DIR")
 
@@ -74,7 +77,10 @@ __all__ = [
     "DataInfo",
     "DatasetError",
     "Splits",
+    "TextDataWarning",
     "known",
+    "known_text",
     "load",
+    "load_text",
     "prepare",
 ]

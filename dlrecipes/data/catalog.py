@@ -34,14 +34,25 @@ SOURCES: dict[str, TfdsSource] = {
     **{
         name: TfdsSource(train="train", validation="validation", test="test", embedded=True)
         for name in builders.EMBEDDED
+        if name not in builders.TEXT
     },
 }
 
 
-def load_tfds(name: str, data_dir: str | None = None, download: bool = True) -> Splits:
-    """Loads `name` with `tfds.load` as `(image, label)` pairs of uint8 images and int labels."""
-    source = SOURCES[name]
-    offline = ", ".join(n for n, s in SOURCES.items() if s.embedded)
+def load_tfds(
+    name: str,
+    data_dir: str | None = None,
+    download: bool = True,
+    sources: dict[str, TfdsSource] | None = None,
+) -> Splits:
+    """Loads `name` with `tfds.load` as `(input, label)` pairs with int64 labels.
+
+    Inputs are uint8 images, or strings for a dataset whose input feature is text. `sources`
+    is the registry `name` is looked up in (default: the image sets, `SOURCES`).
+    """
+    sources = SOURCES if sources is None else sources
+    source = sources[name]
+    offline = ", ".join(n for n, s in sources.items() if s.embedded)
     where = data_dir or "~/tensorflow_datasets"
     if download and not source.embedded and not _prepared(name, data_dir) and not _online():
         raise DatasetError(
@@ -67,6 +78,7 @@ def load_tfds(name: str, data_dir: str | None = None, download: bool = True) -> 
     train, validation, test = datasets
     label = info.features["label"]
     image = info.features[info.supervised_keys[0]]
+    cast = _cast_text if isinstance(image, tfds.features.Text) else _cast
     splits = info.splits
     counts = {}
     for ours, theirs in (
@@ -77,9 +89,9 @@ def load_tfds(name: str, data_dir: str | None = None, download: bool = True) -> 
         with contextlib.suppress(KeyError, ValueError):  # mocked or unprepared metadata
             counts[ours] = int(splits[theirs].num_examples)
     return Splits(
-        train=train.map(_cast, num_parallel_calls=tf.data.AUTOTUNE),
-        validation=validation.map(_cast, num_parallel_calls=tf.data.AUTOTUNE),
-        test=test.map(_cast, num_parallel_calls=tf.data.AUTOTUNE),
+        train=train.map(cast, num_parallel_calls=tf.data.AUTOTUNE),
+        validation=validation.map(cast, num_parallel_calls=tf.data.AUTOTUNE),
+        test=test.map(cast, num_parallel_calls=tf.data.AUTOTUNE),
         info=DataInfo(
             name=name,
             class_names=tuple(label.names),
@@ -91,6 +103,10 @@ def load_tfds(name: str, data_dir: str | None = None, download: bool = True) -> 
 
 def _cast(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.cast(image, tf.uint8), tf.cast(label, tf.int64)
+
+
+def _cast_text(text: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return text, tf.cast(label, tf.int64)
 
 
 def _how_to_get(name: str, offline: str) -> str:

@@ -17,12 +17,15 @@ class DataInfo:
         class_names: one name per class, in label order.
         input_shape: shape of one example (`(28, 28, 1)` for MNIST), `None` where it varies.
         num_examples: examples per split, where known.
+        adapt: the unbatched training-split inputs, for layers that learn their state from data
+            before training (a text vocabulary); None when the model needs none.
     """
 
     name: str
     class_names: tuple[str, ...]
     input_shape: tuple[int | None, ...]
     num_examples: dict[str, int] = dataclasses.field(default_factory=dict)
+    adapt: tf.data.Dataset | None = None
 
     @property
     def num_classes(self) -> int:

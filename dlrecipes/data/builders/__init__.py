@@ -1,10 +1,13 @@
 """TFDS builders for the datasets that ship inside PyPI packages.
 
 Importing this package registers them with TFDS, so `tfds.load("mnist_sample")` works offline.
+`TEXT` names the ones whose inputs are texts (`dlrecipes.data.load_text`); the rest hold images.
 """
 
 from dlrecipes.data.builders.mnist_sample import MnistSample
+from dlrecipes.data.builders.rt_snippets import RtSnippets
 
-EMBEDDED = {"mnist_sample": MnistSample}
+EMBEDDED = {"mnist_sample": MnistSample, "rt_snippets": RtSnippets}
+TEXT = ("rt_snippets",)
 
-__all__ = ["EMBEDDED", "MnistSample"]
+__all__ = ["EMBEDDED", "TEXT", "MnistSample", "RtSnippets"]
