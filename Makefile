@@ -4,12 +4,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
+WORKERS ?= 0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: help venv demo test lint format bench image-classification clean
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,12 @@ bench: $(STAMP) ## side-by-side measurements; writes benchmarks/results/ (make b
 
 image-classification: $(STAMP) ## train the image recipe: make image-classification ARGS="--epochs 5"
 	$(PY) recipes/image_classification/recipe.py train $(ARGS)
+
+# Any recipe: tune-text-bilstm runs recipes/text_bilstm/recipe.py. WORKERS=N: a keras-tuner chief and
+# N workers on 127.0.0.1 (dlrecipes/tuning_launch.py); recipes/TUNING.md shows several hosts.
+tune-%: $(STAMP) ## tune a recipe: make tune-image-classification ARGS="--tuner random" WORKERS=2
+	$(PY) -m dlrecipes.tuning_launch --workers $(WORKERS) -- \
+		$(PY) recipes/$(subst -,_,$*)/recipe.py tune $(ARGS)
 
 clean: ## remove .venv and runs/
 	rm -rf $(VENV) runs

@@ -174,12 +174,17 @@ class _RandomOracle(_DefaultsFirst, keras_tuner.oracles.RandomSearchOracle):
 
 
 class _Tuner(keras_tuner.Tuner):
-    """`keras_tuner.Tuner` that writes a failed trial's traceback into its trial directory.
+    """`keras_tuner.Tuner` that says which tuner runs which trial, and writes a failed trial's
+    traceback into its trial directory.
 
     keras-tuner keeps the error in `trial.message`, but its gRPC `Trial` message has no field for
     it: in a distributed search only the worker that ran the trial knows why it failed. The file
     lets the chief's report show it (the directory is shared on one host, or on a shared disk).
     """
+
+    def on_trial_begin(self, trial: keras_tuner.engine.trial.Trial) -> None:
+        print(f"{self.tuner_id} runs trial {trial.trial_id}", flush=True)
+        super().on_trial_begin(trial)
 
     def on_trial_end(self, trial: keras_tuner.engine.trial.Trial) -> None:
         if trial.message:

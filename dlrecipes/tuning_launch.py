@@ -45,6 +45,7 @@ def tuner_env(tuner_id: str, host: str, port: int) -> dict[str, str]:
         "KERASTUNER_TUNER_ID": tuner_id,
         "KERASTUNER_ORACLE_IP": host,
         "KERASTUNER_ORACLE_PORT": str(port),
+        "PYTHONUNBUFFERED": "1",  # the launcher echoes output line by line as it comes
     }
 
 
