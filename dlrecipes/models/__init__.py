@@ -1,5 +1,5 @@
 """Keras model builders: plain functions from settings to an uncompiled `keras.Model`."""
 
-from dlrecipes.models import vision
+from dlrecipes.models import text, vision
 
-__all__ = ["vision"]
+__all__ = ["text", "vision"]

@@ -1,0 +1,208 @@
+"""Text classifiers as plain functions that return an uncompiled `keras.Model`.
+
+Every model takes raw strings: a `TextVectorization` layer, adapted on the training texts only, is
+its first layer, so an exported model needs no tokenizer from its caller. Only built-in Keras layers
+and ops are used, so a saved `model.keras` reloads with `safe_mode=True` and no custom objects.
+
+Keras turns XLA off for a model that holds string preprocessing (`jit_compile=True` warns and goes
+on without it); the layers after the vectorizer are XLA-compatible. On a GPU the recurrent layers
+keep the fused cuDNN kernel: see `CUDNN_ARGS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+from keras import layers, ops
+
+# The arguments that decide whether Keras runs LSTM / GRU with the fused cuDNN kernel on a GPU.
+# The last condition, right-padded masks, holds because TextVectorization pads at the end.
+CUDNN_ARGS = {
+    "activation": "tanh",
+    "recurrent_activation": "sigmoid",
+    "recurrent_dropout": 0.0,
+    "unroll": False,
+    "use_bias": True,
+}
+CELLS = {"lstm": layers.LSTM, "gru": layers.GRU}
+
+
+def vectorizer(
+    adapt_data: tf.data.Dataset | None,
+    *,
+    max_tokens: int,
+    sequence_length: int | None = None,
+    ngrams: int | None = None,
+    output_mode: str = "int",
+    name: str = "vectorizer",
+) -> layers.TextVectorization:
+    """A `TextVectorization` layer (lower-case, punctuation stripped) adapted on `adapt_data`.
+
+    Args:
+        adapt_data: unbatched training texts; None leaves the layer unadapted (for a model whose
+            weights are loaded next).
+        max_tokens: vocabulary size, including the padding and out-of-vocabulary tokens.
+        sequence_length: pad or cut every text to this many tokens (`int` mode).
+        ngrams: also count word n-grams up to this length (bag modes only).
+        output_mode: `int` for token ids, or `multi_hot` / `count` / `tf_idf` for a bag.
+
+    Returns:
+        The layer.
+    """
+    layer = layers.TextVectorization(
+        max_tokens=max_tokens,
+        output_sequence_length=sequence_length if output_mode == "int" else None,
+        ngrams=ngrams,
+        output_mode=output_mode,
+        name=name,
+    )
+    if adapt_data is not None:
+        layer.adapt(adapt_data.batch(1024))
+    return layer
+
+
+def recurrent_classifier(
+    num_classes: int,
+    adapt_data: tf.data.Dataset | None,
+    *,
+    cell: str = "lstm",
+    max_tokens: int = 20_000,
+    sequence_length: int = 64,
+    embedding_dim: int = 64,
+    units: Sequence[int] = (32,),
+    spatial_dropout: float = 0.3,
+    dropout: float = 0.5,
+    pooling: str = "max",
+    ngram_tokens: int = 0,
+) -> keras.Model:
+    """Raw strings -> token ids -> embedding -> bidirectional LSTM / GRU layers -> softmax.
+
+    Args:
+        num_classes: number of classes of the softmax output.
+        adapt_data: unbatched training texts the vocabularies are learned from.
+        cell: `lstm` or `gru`.
+        max_tokens: vocabulary size of the token sequence.
+        sequence_length: tokens per text; longer texts are cut, shorter ones right-padded and
+            masked.
+        embedding_dim: size of the word vectors.
+        units: units per direction of each recurrent layer, first to last.
+        spatial_dropout: fraction of embedding channels dropped for whole texts in training.
+        dropout: dropout before the classification head.
+        pooling: `max` over the last layer's outputs at every (unmasked) step, or `last`, its
+            final states only.
+        ngram_tokens: with a positive value, a second, linear path reads a TF-IDF bag of this
+            many unigrams and bigrams (a "wide and deep" model); 0 turns it off.
+
+    Returns:
+        An uncompiled model from a batch of strings to class probabilities.
+    """
+    if cell not in CELLS:
+        raise ValueError(f"cell={cell!r} is not one of {', '.join(CELLS)}.")
+    if pooling not in ("max", "last"):
+        raise ValueError(f"pooling={pooling!r} is not one of max, last.")
+    texts = keras.Input(shape=(), dtype="string", name="text")
+    tokens = vectorizer(adapt_data, max_tokens=max_tokens, sequence_length=sequence_length)(texts)
+    x = layers.Embedding(max_tokens, embedding_dim, mask_zero=True, name="embedding")(tokens)
+    if spatial_dropout:
+        x = layers.SpatialDropout1D(spatial_dropout)(x)
+    extra = {"reset_after": True} if cell == "gru" else {}  # cuDNN's GRU variant
+    for i, width in enumerate(units):
+        sequences = i < len(units) - 1 or pooling == "max"
+        rnn = CELLS[cell](width, return_sequences=sequences, **CUDNN_ARGS, **extra)
+        x = layers.Bidirectional(rnn, name=f"bi{cell}_{i + 1}")(x)
+    if pooling == "max":
+        # Max over the text's own steps (GlobalMaxPooling1D would also take the padding's zeros).
+        x = ops.max(ops.where(ops.expand_dims(_steps(tokens), -1), x, -1e9), axis=1)
+    return _head(texts, x, num_classes, dropout, adapt_data, ngram_tokens, f"bi{cell}")
+
+
+def transformer_classifier(
+    num_classes: int,
+    adapt_data: tf.data.Dataset | None,
+    *,
+    max_tokens: int = 20_000,
+    sequence_length: int = 64,
+    embedding_dim: int = 64,
+    blocks: int = 1,
+    heads: int = 2,
+    ff_dim: int = 64,
+    spatial_dropout: float = 0.3,
+    dropout: float = 0.5,
+    ngram_tokens: int = 0,
+) -> keras.Model:
+    """Raw strings -> token + position embeddings -> Transformer encoder blocks -> softmax.
+
+    Positions are counted over the text only (padding gets position 0 and is masked), so
+    attention never looks at padding.
+
+    Args:
+        num_classes, adapt_data, max_tokens, sequence_length, embedding_dim, spatial_dropout,
+            dropout, ngram_tokens: as in `recurrent_classifier`.
+        blocks: number of encoder blocks (self-attention + feed-forward, each residual and
+            layer-normalized).
+        heads: attention heads per block.
+        ff_dim: hidden width of each block's feed-forward network.
+
+    Returns:
+        An uncompiled model from a batch of strings to class probabilities.
+    """
+    texts = keras.Input(shape=(), dtype="string", name="text")
+    tokens = vectorizer(adapt_data, max_tokens=max_tokens, sequence_length=sequence_length)(texts)
+    steps = ops.cast(_steps(tokens), "int32")
+    positions = ops.cumsum(steps, axis=1) * steps  # 1, 2, ... on the text, 0 on padding
+    x = layers.Add(name="token_and_position")(
+        [
+            layers.Embedding(max_tokens, embedding_dim, mask_zero=True, name="embedding")(tokens),
+            layers.Embedding(
+                sequence_length + 1, embedding_dim, mask_zero=True, name="position_embedding"
+            )(positions),
+        ]
+    )
+    if spatial_dropout:
+        x = layers.SpatialDropout1D(spatial_dropout)(x)
+    for i in range(blocks):
+        attention = layers.MultiHeadAttention(
+            heads, embedding_dim // heads, dropout=dropout / 2, name=f"attention_{i + 1}"
+        )(x, x)
+        x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, attention]))
+        ff = layers.Dense(ff_dim, activation="gelu")(x)
+        ff = layers.Dense(embedding_dim)(layers.Dropout(dropout / 2)(ff))
+        x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, ff]))
+    x = layers.GlobalAveragePooling1D(name="mean_over_time")(x)
+    return _head(texts, x, num_classes, dropout, adapt_data, ngram_tokens, "transformer")
+
+
+def _steps(tokens: keras.KerasTensor) -> keras.KerasTensor:
+    """True on the text's tokens and on the first step, so an empty text still has one step to
+    attend to and pool over (an all-masked step would make a NaN)."""
+    first = ops.equal(ops.cumsum(ops.ones_like(tokens), axis=1), 1)
+    return ops.logical_or(ops.not_equal(tokens, 0), first)
+
+
+def _head(
+    texts: keras.KerasTensor,
+    features: keras.KerasTensor,
+    num_classes: int,
+    dropout: float,
+    adapt_data: tf.data.Dataset | None,
+    ngram_tokens: int,
+    name: str,
+) -> keras.Model:
+    """Dropout, the optional TF-IDF n-gram path, and a float32 softmax layer."""
+    x = layers.Dropout(dropout)(features) if dropout else features
+    if ngram_tokens:
+        bag = vectorizer(
+            adapt_data,
+            max_tokens=ngram_tokens,
+            ngrams=2,
+            output_mode="tf_idf",
+            name="ngram_vectorizer",
+        )(texts)
+        x = layers.Concatenate(name="wide_and_deep")([x, bag])
+    # float32 output keeps the softmax stable under a mixed-precision policy.
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(
+        x
+    )
+    return keras.Model(texts, outputs, name=name)

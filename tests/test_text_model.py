@@ -1,0 +1,114 @@
+"""Text model builders: raw strings in, vocabulary from training texts only, cuDNN-eligible
+recurrent layers, safe-mode reloads."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dlrecipes.models import text
+
+TRAIN = ["a truly great film", "great acting and a great story", "dull and boring", "boring mess"]
+LABELS = [1, 1, 0, 0]
+
+
+def _texts(items: list[str]) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices(tf.constant(items))
+
+
+def _small(builder, num_classes: int = 2, **kwargs) -> keras.Model:
+    return builder(
+        num_classes, _texts(TRAIN), max_tokens=50, sequence_length=8, embedding_dim=8, **kwargs
+    )
+
+
+@pytest.mark.parametrize(
+    ("builder", "kwargs"),
+    [
+        (text.recurrent_classifier, {"cell": "lstm", "units": (4, 4)}),
+        (text.recurrent_classifier, {"cell": "gru", "units": (4,), "pooling": "last"}),
+        (text.transformer_classifier, {"heads": 2, "ff_dim": 8}),
+        (text.recurrent_classifier, {"units": (4,), "ngram_tokens": 30}),
+    ],
+)
+def test_models_take_raw_strings_and_reload_in_safe_mode(tmp_path, builder, kwargs):
+    model = _small(builder, num_classes=3, **kwargs)
+    new = tf.constant(["a great story", "never seen words here", ""])
+    probs = model.predict(new, verbose=0)
+    assert probs.shape == (3, 3) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    np.testing.assert_allclose(reloaded.predict(new, verbose=0), probs, rtol=1e-5, atol=1e-6)
+
+
+def test_vocabulary_comes_from_the_training_texts_only():
+    model = _small(text.recurrent_classifier)
+    vocabulary = model.get_layer("vectorizer").get_vocabulary()
+    assert vocabulary[:2] == ["", "[UNK]"]
+    assert set(vocabulary[2:]) == {w for t in TRAIN for w in t.split()}
+    # Words never seen in training map to the out-of-vocabulary id; padding is 0 at the end.
+    ids = model.get_layer("vectorizer")(tf.constant(["great unseenword"])).numpy()[0]
+    assert ids[0] == vocabulary.index("great") and ids[1] == 1
+    assert ids[2:].tolist() == [0] * 6
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_recurrent_layers_keep_the_cudnn_kernel_eligible(cell):
+    model = _small(text.recurrent_classifier, cell=cell, units=(4, 4))
+    recurrent = [layer for layer in model.layers if isinstance(layer, keras.layers.Bidirectional)]
+    assert len(recurrent) == 2
+    for layer in recurrent:
+        for direction in (layer.forward_layer, layer.backward_layer):
+            config = direction.get_config()
+            assert config["activation"] == "tanh"
+            assert config["recurrent_activation"] == "sigmoid"
+            assert config["recurrent_dropout"] == 0 and config["dropout"] == 0
+            assert config["unroll"] is False and config["use_bias"] is True
+            if cell == "gru":
+                assert config["reset_after"] is True
+    # Masking is on from the embedding, so padding steps are skipped, not read as words.
+    assert model.get_layer("embedding").mask_zero
+
+
+@pytest.mark.parametrize("builder", [text.recurrent_classifier, text.transformer_classifier])
+def test_padding_does_not_change_a_prediction(builder):
+    # The same weights read texts padded to 8 and to 16 tokens: the masks keep the recurrent
+    # layers, the pooling and attention off the padding, so the probabilities agree.
+    kwargs = {"max_tokens": 50, "embedding_dim": 8, "dropout": 0.0}
+    long = builder(2, _texts(TRAIN), sequence_length=16, **kwargs)
+    short = builder(2, _texts(TRAIN), sequence_length=8, **kwargs)
+    for mine, theirs in zip(short.layers, long.layers, strict=True):
+        weights = [
+            w[: v.shape[0]] for v, w in zip(mine.get_weights(), theirs.get_weights(), strict=True)
+        ]
+        mine.set_weights(weights)  # the position table is cut to the shorter length
+    new = tf.constant(["great film", "", "dull boring great acting"])
+    np.testing.assert_allclose(
+        short.predict(new, verbose=0), long.predict(new, verbose=0), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_trains_under_xla_compile_and_learns_a_toy_task():
+    model = _small(text.recurrent_classifier, units=(8,), dropout=0.0, spatial_dropout=0.0)
+    # Keras runs string preprocessing outside XLA: jit_compile=True must not break training.
+    with pytest.warns(UserWarning, match="jit_compile"):
+        model.compile(
+            optimizer=keras.optimizers.Adam(0.05),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=True,
+        )
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(TRAIN), LABELS)).batch(4).repeat(30)
+    model.fit(ds, verbose=0)
+    probs = model.predict(tf.constant(TRAIN), verbose=0)
+    assert probs.argmax(-1).tolist() == LABELS
+
+
+def test_unknown_cell_and_pooling_are_refused():
+    with pytest.raises(ValueError, match="cell='rnn'"):
+        _small(text.recurrent_classifier, cell="rnn")
+    with pytest.raises(ValueError, match="pooling='mean'"):
+        _small(text.recurrent_classifier, pooling="mean")
