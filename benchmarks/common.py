@@ -64,3 +64,37 @@ class EpochClock(keras.callbacks.Callback):
             if score is not None and score >= target:
                 return seconds
         return None
+
+
+REPO = Path(__file__).resolve().parent.parent
+MNIST_TEST = REPO.parent / "shared" / "data" / "mnist-test"
+
+
+def load_recipe(name: str):
+    """Imports `recipes/<name>/recipe.py` as a module (recipes are folders, not packages)."""
+    import importlib.util
+
+    path = REPO / "recipes" / name / "recipe.py"
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def mnist_test() -> tuple:
+    """The official MNIST test split (10,000 digits) as uint8 images and int labels."""
+    from dlrecipes.data.idx import read_idx
+
+    images = read_idx(next(MNIST_TEST.glob("*images*")))[..., None]
+    labels = read_idx(next(MNIST_TEST.glob("*labels*"))).astype("int64")
+    return images, labels
+
+
+def accuracy_probe(images, labels, rescale: bool = False):
+    """A probe for `EpochClock`: accuracy of the model on fixed held-out arrays."""
+    x = images.astype("float32") / 255 if rescale else images
+
+    def probe(model) -> float:
+        return float((model.predict(x, batch_size=1000, verbose=0).argmax(-1) == labels).mean())
+
+    return probe

@@ -117,10 +117,12 @@ def train(
     *,
     resume: bool = False,
     export: bool = False,
+    extra_callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> RunResult:
     """Trains `recipe` with `config` into `run_dir`: fit, pick the best epoch, score, report.
 
     A run killed at any point continues from its last backup with `resume=True`.
+    `extra_callbacks` run after the standard ones (benchmarks use them to time epochs).
     """
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir, resume)
@@ -146,7 +148,7 @@ def train(
             splits.train,
             validation_data=splits.validation,
             epochs=config.epochs,
-            callbacks=callbacks,
+            callbacks=callbacks + (extra_callbacks or []),
             verbose=2,
         )
     except (OSError, ValueError) as err:

@@ -1,0 +1,91 @@
+"""Callbacks: the NaN guard, history across resumes, and resuming a killed run."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from dlrecipes import callbacks as cb
+from tests.conftest import ROOT, run_cli
+
+RECIPE = ROOT / "recipes" / "image_classification" / "recipe.py"
+
+
+def _history_epochs(path) -> list[int]:
+    with path.open() as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def test_nan_guard_names_epoch_and_batch():
+    x = np.ones((40, 3), np.float32)
+    y = np.ones((40, 1), np.float32)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(1e12), loss="mse")
+    guard = cb.NanGuard()
+    model.fit(x, y, batch_size=4, epochs=3, callbacks=[guard], verbose=0)
+    assert guard.message is not None
+    assert "epoch 1, batch" in guard.message and "--learning-rate" in guard.message
+    assert len(model.history.epoch) == 1  # stopped in the first epoch
+
+
+def test_history_drops_rows_of_epochs_that_will_run_again(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss\n0,1.0\n1,0.5\n2,0.4\n")
+    cb.trim_history(path, keep_before=2)
+    assert _history_epochs(path) == [0, 1]
+    cb.trim_history(path, keep_before=5)
+    assert _history_epochs(path) == [0, 1]
+
+
+def test_killed_run_resumes_from_its_backup_with_nothing_lost(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [RECIPE, "train", "--tiny", "--epochs", "5", "--run-dir", run_dir]
+    proc = subprocess.Popen(
+        [sys.executable, *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    history = run_dir / "history.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if history.exists() and len(_history_epochs(history)) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = _history_epochs(history)
+    assert 2 <= len(done) < 5, f"kill came too late or too early: {done}"
+    assert (run_dir / "backup").is_dir()
+
+    # Without --resume the run directory is refused, and nothing in it is touched.
+    before = history.read_bytes()
+    refused = run_cli(*args, check=False)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    assert history.read_bytes() == before
+
+    resumed = run_cli(*args, "--resume")
+    assert "Epoch 1/5" not in resumed.stdout
+    assert _history_epochs(history) == [0, 1, 2, 3, 4]
+    assert resumed.stdout.strip().splitlines()[-1] == str(run_dir)
+    assert not (run_dir / "backup").exists()  # deleted once training finished
+    assert (run_dir / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_unreadable_model_gets_a_clear_error(tmp_path, damage):
+    path = tmp_path / "model.keras"
+    if damage == "corrupt":
+        path.write_bytes(b"PK\x03\x04 not really a zip")
+    proc = run_cli(RECIPE, "evaluate", "--model", path, check=False)
+    assert proc.returncode == 2
+    assert str(path) in proc.stderr
+    assert ("No model at" if damage == "missing" else "corrupt") in proc.stderr
+    assert "Traceback" not in proc.stderr
