@@ -42,3 +42,23 @@ def run_cli(
             f"stderr:\n{proc.stderr[-5000:]}"
         )
     return proc
+
+
+def recipe_main(name: str):
+    """The `main(argv)`-like entry of `recipes/<name>/recipe.py`, run in this process.
+
+    Cheaper than a subprocess (TensorFlow is imported once) for checks of the command line.
+    """
+    import importlib.util
+
+    import dlrecipes
+
+    path = ROOT / "recipes" / name / "recipe.py"
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    recipe = dlrecipes.Recipe(
+        name, module.Config, module.load_data, module.build_model, module.build_hypermodel
+    )
+    return lambda *argv: dlrecipes.cli.run(recipe, [str(a) for a in argv])
