@@ -29,7 +29,7 @@ import keras_tuner
 import tensorflow as tf
 from keras_tuner.src.distribute import utils as dist_utils
 
-from dlrecipes import runtime, tuning_report
+from dlrecipes import runtime, tuning_launch, tuning_report
 from dlrecipes.callbacks import MONITOR
 from dlrecipes.config import ConfigError, RecipeConfig, coerce
 from dlrecipes.data import DataInfo
@@ -366,6 +366,7 @@ def search(recipe: Recipe, config: RecipeConfig, options: SearchOptions) -> Sear
         max_epochs=epochs,
         seed=config.seed,
     )
+    print(f"{tuner.tuner_id}: {tuning_launch.READY}", flush=True)
     stopped = None
     try:
         tuner.search(splits.train, validation_data=splits.validation, epochs=epochs, verbose=2)

@@ -29,6 +29,9 @@ from collections.abc import Sequence
 # keras-tuner's chief checks every 20 s whether every worker has left; allow a few checks.
 CHIEF_GRACE_SECONDS = 75.0
 POLL_SECONDS = 0.5
+# `tuning.search` prints this once its data is prepared, just before it starts searching.
+# Workers start after it: processes preparing the same TFDS dataset at once collide.
+READY = "search ready"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -62,12 +65,15 @@ class _Process:
             text=True,
             bufsize=1,
         )
+        self.ready = threading.Event()
         self._echo = threading.Thread(target=self._pump, daemon=True)
         self._echo.start()
         say(f"started {tuner_id} (pid {self.popen.pid})")
 
     def _pump(self) -> None:
         for line in self.popen.stdout:
+            if READY in line:
+                self.ready.set()
             sys.stdout.write(f"[{self.tuner_id}] {line}")
             sys.stdout.flush()
 
@@ -113,6 +119,10 @@ def launch(
     port = port or free_port(host)
     say(f"chief on {host}:{port}, {workers} workers: {' '.join(command)}")
     chief = _Process("chief", command, tuner_env("chief", host, port))
+    while not chief.ready.wait(POLL_SECONDS):
+        if chief.poll() is not None:
+            say(f"the chief exited with code {chief.poll()} before the search started")
+            return chief.poll() or 1
     procs = {
         f"tuner{i}": _Process(f"tuner{i}", command, tuner_env(f"tuner{i}", host, port))
         for i in range(workers)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ ERROR_FILE = "error.txt"
 BEST_HPARAMS = "best_hparams.json"
 RESULT_FILES = (BEST_HPARAMS, "trials.csv", "tuning_report.md", "objective.png")
 COMPLETED = "COMPLETED"
+# The line of a traceback that names the exception: `tensorflow...InvalidArgumentError: ...`.
+_EXCEPTION = re.compile(r"^([\w.]+(?:Error|Exception|Exit|Interrupt))(?::|$)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,9 +54,19 @@ class TrialRow:
 
     @property
     def error_line(self) -> str:
-        """The last line of the traceback: the exception and its message."""
-        lines = (self.error or "").strip().splitlines()
-        return lines[-1][:160] if lines else ""
+        """The exception and the last line of its message, e.g. `InvalidArgumentError: Received
+        a label value of 9 ...` (TensorFlow puts the useful part below its exception line)."""
+        lines = [line.strip() for line in (self.error or "").splitlines() if line.strip()]
+        lines = [line for line in lines if not line.startswith(("[[", "File "))] or lines
+        if not lines:
+            return ""
+        kinds = [m[1] for m in map(_EXCEPTION.match, lines) if m]
+        last = lines[-1]
+        if _EXCEPTION.match(last):
+            last = last.split(":", 1)[0].rsplit(".", 1)[-1] + last[len(last.split(":", 1)[0]) :]
+        elif kinds:
+            last = f"{kinds[-1].rsplit('.', 1)[-1]}: {last}"
+        return last[:160]
 
 
 @dataclasses.dataclass(frozen=True)
