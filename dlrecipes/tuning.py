@@ -376,10 +376,11 @@ def search(recipe: Recipe, config: RecipeConfig, options: SearchOptions) -> Sear
         stopped = str(err).splitlines()[0]
     if is_worker():
         return SearchResult(directory, None, None)
+    config_fields = {f.name for f in dataclasses.fields(config)}
     summary = tuning_report.summarize(
         tuner.oracle,
         project_dir=Path(tuner.project_dir),
-        fields=list(getattr(hypermodel, "space", {})),
+        fields=[hp.name for hp in tuner.oracle.get_space().space if hp.name in config_fields],
         config_class=type(config),
         tuner=options.tuner,
         epochs=epochs,
