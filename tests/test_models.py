@@ -33,6 +33,11 @@ def test_convnet_depth_width_and_batch_norm():
     assert not _layers(plain, keras.layers.BatchNormalization)
     assert not _layers(plain, keras.layers.Dropout)
     assert all(c.use_bias for c in _layers(plain, keras.layers.Conv2D))
+    assert _layers(plain, keras.layers.GlobalAveragePooling2D)
+    flat = vision.convnet((32, 32, 3), 5, widths=(8, 16), head="flatten")
+    assert flat.get_layer("predictions").input.shape[-1] == 16 * 16 * 16
+    with pytest.raises(ValueError, match="head"):
+        vision.convnet((32, 32, 3), 5, head="max")
 
 
 def test_resnet_has_residual_blocks_that_downsample():
