@@ -60,6 +60,11 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
                 f"--resume: {run_dir} holds no config.json, so there is no run to resume. "
                 "Drop --resume to start a new run there."
             )
+        if (run_dir / "metrics.json").exists() and not (run_dir / "backup").exists():
+            raise RunDirError(
+                f"--resume: the run in {run_dir} finished already (metrics.json is written and "
+                "no backup is left). Start a new --run-dir to train again."
+            )
         return
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunDirError(

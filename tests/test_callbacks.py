@@ -78,6 +78,12 @@ def test_killed_run_resumes_from_its_backup_with_nothing_lost(tmp_path):
     assert not (run_dir / "backup").exists()  # deleted once training finished
     assert (run_dir / "metrics.json").exists()
 
+    # A finished run is not trained over.
+    model_bytes = (run_dir / "model.keras").read_bytes()
+    again = run_cli(*args, "--resume", check=False)
+    assert again.returncode == 2 and "finished already" in again.stderr
+    assert (run_dir / "model.keras").read_bytes() == model_bytes
+
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
 def test_unreadable_model_gets_a_clear_error(tmp_path, capsys, damage):
