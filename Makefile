@@ -7,7 +7,7 @@ ARGS   ?=
 WORKERS ?= 0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help venv demo test lint format bench image-classification clean
+.PHONY: help venv demo test lint format bench image-classification text-bilstm clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ bench: $(STAMP) ## side-by-side measurements; writes benchmarks/results/ (make b
 
 image-classification: $(STAMP) ## train the image recipe: make image-classification ARGS="--epochs 5"
 	$(PY) recipes/image_classification/recipe.py train $(ARGS)
+
+text-bilstm: $(STAMP) ## train the text recipe on Rotten Tomatoes snippets: make text-bilstm ARGS="--arch bigru"
+	$(PY) recipes/text_bilstm/recipe.py train $(ARGS)
 
 # Any recipe: tune-text-bilstm runs recipes/text_bilstm/recipe.py. WORKERS=N: a keras-tuner chief and
 # N workers on 127.0.0.1 (dlrecipes/tuning_launch.py); recipes/TUNING.md shows several hosts.

@@ -30,37 +30,35 @@ CELLS = {"lstm": layers.LSTM, "gru": layers.GRU}
 
 
 def vectorizer(
-    adapt_data: tf.data.Dataset | None,
-    *,
-    max_tokens: int,
-    sequence_length: int | None = None,
-    ngrams: int | None = None,
-    output_mode: str = "int",
-    name: str = "vectorizer",
+    adapt_data: tf.data.Dataset | None, *, max_tokens: int, sequence_length: int
 ) -> layers.TextVectorization:
-    """A `TextVectorization` layer (lower-case, punctuation stripped) adapted on `adapt_data`.
+    """Lower-cases, strips punctuation, splits on whitespace and maps words to ids, right-padded.
 
     Args:
-        adapt_data: unbatched training texts; None leaves the layer unadapted (for a model whose
-            weights are loaded next).
-        max_tokens: vocabulary size, including the padding and out-of-vocabulary tokens.
-        sequence_length: pad or cut every text to this many tokens (`int` mode).
-        ngrams: also count word n-grams up to this length (bag modes only).
-        output_mode: `int` for token ids, or `multi_hot` / `count` / `tf_idf` for a bag.
+        adapt_data: unbatched training texts the vocabulary is learned from; None leaves the
+            layer unadapted (for a model whose weights are loaded next).
+        max_tokens: vocabulary size, including the padding (0) and out-of-vocabulary (1) ids.
+        sequence_length: every text is cut or padded to this many ids.
 
     Returns:
-        The layer.
+        The `TextVectorization` layer.
     """
     layer = layers.TextVectorization(
-        max_tokens=max_tokens,
-        output_sequence_length=sequence_length if output_mode == "int" else None,
-        ngrams=ngrams,
-        output_mode=output_mode,
-        name=name,
+        max_tokens=max_tokens, output_sequence_length=sequence_length, name="vectorizer"
     )
     if adapt_data is not None:
-        layer.adapt(adapt_data.batch(1024))
+        layer.adapt(adapt_data.map(_one_line).batch(1024))
     return layer
+
+
+def _one_line(texts: tf.Tensor) -> tf.Tensor:
+    """Turns the characters `str.splitlines` breaks at into spaces.
+
+    Keras saves a vocabulary one word per line and reads it back with `splitlines`, which also
+    breaks at U+0085, U+2028 and a few other characters; one word holding one (real reviews do)
+    would make the saved model unloadable.
+    """
+    return tf.strings.regex_replace(texts, r"[\x0b\x0c\x1c-\x1e\x85\x{2028}\x{2029}\r]", " ")
 
 
 def recurrent_classifier(
@@ -75,13 +73,12 @@ def recurrent_classifier(
     spatial_dropout: float = 0.3,
     dropout: float = 0.5,
     pooling: str = "max",
-    ngram_tokens: int = 0,
 ) -> keras.Model:
     """Raw strings -> token ids -> embedding -> bidirectional LSTM / GRU layers -> softmax.
 
     Args:
         num_classes: number of classes of the softmax output.
-        adapt_data: unbatched training texts the vocabularies are learned from.
+        adapt_data: unbatched training texts the vocabulary is learned from.
         cell: `lstm` or `gru`.
         max_tokens: vocabulary size of the token sequence.
         sequence_length: tokens per text; longer texts are cut, shorter ones right-padded and
@@ -92,8 +89,6 @@ def recurrent_classifier(
         dropout: dropout before the classification head.
         pooling: `max` over the last layer's outputs at every (unmasked) step, or `last`, its
             final states only.
-        ngram_tokens: with a positive value, a second, linear path reads a TF-IDF bag of this
-            many unigrams and bigrams (a "wide and deep" model); 0 turns it off.
 
     Returns:
         An uncompiled model from a batch of strings to class probabilities.
@@ -115,7 +110,7 @@ def recurrent_classifier(
     if pooling == "max":
         # Max over the text's own steps (GlobalMaxPooling1D would also take the padding's zeros).
         x = ops.max(ops.where(ops.expand_dims(_steps(tokens), -1), x, -1e9), axis=1)
-    return _head(texts, x, num_classes, dropout, adapt_data, ngram_tokens, f"bi{cell}")
+    return _head(texts, x, num_classes, dropout, f"bi{cell}")
 
 
 def transformer_classifier(
@@ -130,7 +125,6 @@ def transformer_classifier(
     ff_dim: int = 64,
     spatial_dropout: float = 0.3,
     dropout: float = 0.5,
-    ngram_tokens: int = 0,
 ) -> keras.Model:
     """Raw strings -> token + position embeddings -> Transformer encoder blocks -> softmax.
 
@@ -139,7 +133,7 @@ def transformer_classifier(
 
     Args:
         num_classes, adapt_data, max_tokens, sequence_length, embedding_dim, spatial_dropout,
-            dropout, ngram_tokens: as in `recurrent_classifier`.
+            dropout: as in `recurrent_classifier`.
         blocks: number of encoder blocks (self-attention + feed-forward, each residual and
             layer-normalized).
         heads: attention heads per block.
@@ -171,7 +165,7 @@ def transformer_classifier(
         ff = layers.Dense(embedding_dim)(layers.Dropout(dropout / 2)(ff))
         x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, ff]))
     x = layers.GlobalAveragePooling1D(name="mean_over_time")(x)
-    return _head(texts, x, num_classes, dropout, adapt_data, ngram_tokens, "transformer")
+    return _head(texts, x, num_classes, dropout, "transformer")
 
 
 def _steps(tokens: keras.KerasTensor) -> keras.KerasTensor:
@@ -186,21 +180,10 @@ def _head(
     features: keras.KerasTensor,
     num_classes: int,
     dropout: float,
-    adapt_data: tf.data.Dataset | None,
-    ngram_tokens: int,
     name: str,
 ) -> keras.Model:
-    """Dropout, the optional TF-IDF n-gram path, and a float32 softmax layer."""
+    """Dropout and a float32 softmax layer."""
     x = layers.Dropout(dropout)(features) if dropout else features
-    if ngram_tokens:
-        bag = vectorizer(
-            adapt_data,
-            max_tokens=ngram_tokens,
-            ngrams=2,
-            output_mode="tf_idf",
-            name="ngram_vectorizer",
-        )(texts)
-        x = layers.Concatenate(name="wide_and_deep")([x, bag])
     # float32 output keeps the softmax stable under a mixed-precision policy.
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(
         x
