@@ -178,7 +178,7 @@ def write(directory: Path, summary: Summary, recipe_name: str) -> Path | None:
 def plot_objective(summary: Summary, out: Path) -> None:
     """The objective of every completed trial in the order trials started, with the best so far;
     failed trials are marked along the bottom."""
-    rows = sorted(summary.rows, key=lambda r: r.trial_id)
+    rows = sorted(summary.rows, key=lambda r: int(r.trial_id) if r.trial_id.isdigit() else 0)
     fig, ax = plt.subplots(figsize=(7, 4))
     done = [(i, r.score) for i, r in enumerate(rows) if r.status == COMPLETED]
     if done:
@@ -214,7 +214,7 @@ def _markdown(summary: Summary, recipe_name: str, best_path: Path) -> str:
     if best:
         lines += [
             f"Best: trial {best.trial_id}, {summary.objective} {best.score:.4f} after "
-            f"{best.epochs} epochs. Train with its values:",
+            f"{best.epochs} epoch{'s' if best.epochs != 1 else ''}. Train with its values:",
             "",
             f"    python recipes/{recipe_name}/recipe.py train --hparams {best_path} "
             f"--epochs {best.epochs}",
