@@ -122,6 +122,13 @@ def test_idx_refuses_a_corrupt_file(tmp_path):
         data.load(f"idx:{tmp_path}")
 
 
+def test_image_size_resizes_every_split_and_says_so_in_the_info():
+    splits = data.load("mnist_sample", image_size=(14, 12))
+    assert splits.info.input_shape == (14, 12, 1)
+    images, _ = _arrays(splits.validation)
+    assert images.shape == (500, 14, 12, 1) and images.dtype == np.uint8
+
+
 def test_pipeline_batches_augments_training_only_and_keeps_uint8():
     images = np.tile(np.arange(28, dtype=np.uint8)[None, :, None], (28, 1, 1)) * 9
     ds = tf.data.Dataset.from_tensor_slices((np.stack([images] * 8), np.arange(8)))

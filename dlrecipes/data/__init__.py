@@ -19,7 +19,7 @@ from dlrecipes.data.errors import DatasetError
 from dlrecipes.data.folder import load_folder
 from dlrecipes.data.folds import kfold
 from dlrecipes.data.idx import load_idx
-from dlrecipes.data.pipeline import Augment, prepare
+from dlrecipes.data.pipeline import Augment, prepare, resize
 from dlrecipes.data.splits import DataInfo, Splits
 from dlrecipes.data.text import TextDataWarning, known_text, load_text
 
@@ -45,7 +45,8 @@ def load(
     Args:
         spec: a name from `known()`, `folder:PATH` or `idx:DIR`.
         data_dir: where TFDS keeps prepared datasets (default `~/tensorflow_datasets`).
-        image_size: `(height, width)`; required for `folder:` (files differ in size).
+        image_size: `(height, width)` to resize every image to; required for `folder:` and for
+            catalog sets whose images differ in size (`tf_flowers`).
         download: let TFDS download a catalog dataset that is not prepared yet.
         seed: seed of the `folder:` split and of the cross-validation folds.
         fold: `(i, k)` replaces train / validation by fold `i` of a stratified `k`-fold split of
@@ -66,6 +67,8 @@ def load(
             f"Unknown dataset {spec!r}. Known datasets: {', '.join(known())}. "
             "Embedded ones work offline; catalog ones are downloaded once by TFDS."
         )
+    if image_size is not None and splits.info.input_shape[:2] != tuple(image_size):
+        splits = resize(splits, image_size)
     if fold is not None:
         train, validation = kfold(splits.train.concatenate(splits.validation), *fold, seed=seed)
         splits = dataclasses.replace(splits, train=train, validation=validation)

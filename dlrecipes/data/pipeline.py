@@ -7,6 +7,8 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from dlrecipes.data.splits import Splits
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -51,7 +53,6 @@ def prepare(
     *,
     training: bool,
     augment: Augment | None = None,
-    image_size: tuple[int, int] | None = None,
     seed: int = 0,
     cache: bool = True,
     shuffle_buffer: int = 10_000,
@@ -61,8 +62,6 @@ def prepare(
     Images stay uint8 after augmentation, so the model always sees raw pixels, exactly as it will
     once exported. Augmentation runs only when `training` is true.
     """
-    if image_size is not None:
-        ds = ds.map(_resizer(image_size), num_parallel_calls=AUTOTUNE)
     if cache:
         ds = ds.cache()
     if training:
@@ -80,9 +79,14 @@ def prepare(
     return ds.prefetch(AUTOTUNE)
 
 
-def _resizer(image_size: tuple[int, int]):
-    def resize(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def resize(splits: Splits, image_size: tuple[int, int]) -> Splits:
+    """Resizes every image of every split to `image_size` (antialiased, still uint8)."""
+
+    def one(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         out = tf.image.resize(image, image_size, antialias=True)
         return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8), label
 
-    return resize
+    channels = splits.info.input_shape[-1]
+    resized = splits.map(lambda ds, _: ds.map(one, num_parallel_calls=AUTOTUNE))
+    info = dataclasses.replace(splits.info, input_shape=(*image_size, channels))
+    return dataclasses.replace(resized, info=info)

@@ -105,7 +105,6 @@ def load_data(config: Config) -> data.Splits:
             config.batch_size,
             training=split == "train",
             augment=augment,
-            image_size=config.image_size,
             seed=config.seed,
         )
     )
