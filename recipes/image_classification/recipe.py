@@ -59,7 +59,7 @@ class Config(dlrecipes.RecipeConfig):
     epochs: int = 12
     batch_size: int = 128
     optimizer: str = "adamw"
-    learning_rate: float = 3e-3
+    learning_rate: float = 2e-3  # 3e-3 scored the same (98.5-98.8%) but swung more per epoch
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
     weight_decay: float = 1e-4
