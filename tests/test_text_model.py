@@ -117,6 +117,18 @@ def test_trains_under_xla_compile_and_learns_a_toy_task():
     assert probs.argmax(-1).tolist() == LABELS
 
 
+@pytest.mark.parametrize("builder", [text.recurrent_classifier, text.transformer_classifier])
+def test_l1_l2_add_weight_penalties_and_survive_a_reload(tmp_path, builder):
+    assert not _small(builder).losses
+    model = _small(builder, l2=1e-3)
+    model(tf.constant(["great film"]))
+    assert model.losses and float(sum(model.losses)) > 0
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    reloaded(tf.constant(["great film"]))
+    assert len(reloaded.losses) == len(model.losses)
+
+
 def test_unknown_cell_and_pooling_are_refused():
     with pytest.raises(ValueError, match="cell='rnn'"):
         _small(text.recurrent_classifier, cell="rnn")

@@ -17,6 +17,8 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
+from dlrecipes.models.vision import regularizer
+
 # The arguments that decide whether Keras runs LSTM / GRU with the fused cuDNN kernel on a GPU.
 # The last condition, right-padded masks, holds because TextVectorization pads at the end.
 CUDNN_ARGS = {
@@ -73,6 +75,8 @@ def recurrent_classifier(
     spatial_dropout: float = 0.3,
     dropout: float = 0.5,
     pooling: str = "max",
+    l1: float = 0.0,
+    l2: float = 0.0,
 ) -> keras.Model:
     """Raw strings -> token ids -> embedding -> bidirectional LSTM / GRU layers -> softmax.
 
@@ -89,6 +93,7 @@ def recurrent_classifier(
         dropout: dropout before the classification head.
         pooling: `max` over the last layer's outputs at every (unmasked) step, or `last`, its
             final states only.
+        l1, l2: weight penalties on the recurrent and output layers' kernels.
 
     Returns:
         An uncompiled model from a batch of strings to class probabilities.
@@ -105,12 +110,18 @@ def recurrent_classifier(
     extra = {"reset_after": True} if cell == "gru" else {}  # cuDNN's GRU variant
     for i, width in enumerate(units):
         sequences = i < len(units) - 1 or pooling == "max"
-        rnn = CELLS[cell](width, return_sequences=sequences, **CUDNN_ARGS, **extra)
+        rnn = CELLS[cell](
+            width,
+            return_sequences=sequences,
+            kernel_regularizer=regularizer(l1, l2),
+            **CUDNN_ARGS,
+            **extra,
+        )
         x = layers.Bidirectional(rnn, name=f"bi{cell}_{i + 1}")(x)
     if pooling == "max":
         # Max over the text's own steps (GlobalMaxPooling1D would also take the padding's zeros).
         x = ops.max(ops.where(ops.expand_dims(_steps(tokens), -1), x, -1e9), axis=1)
-    return _head(texts, x, num_classes, dropout, f"bi{cell}")
+    return _head(texts, x, num_classes, dropout, regularizer(l1, l2), f"bi{cell}")
 
 
 def transformer_classifier(
@@ -125,6 +136,8 @@ def transformer_classifier(
     ff_dim: int = 64,
     spatial_dropout: float = 0.3,
     dropout: float = 0.5,
+    l1: float = 0.0,
+    l2: float = 0.0,
 ) -> keras.Model:
     """Raw strings -> token + position embeddings -> Transformer encoder blocks -> softmax.
 
@@ -134,6 +147,7 @@ def transformer_classifier(
     Args:
         num_classes, adapt_data, max_tokens, sequence_length, embedding_dim, spatial_dropout,
             dropout: as in `recurrent_classifier`.
+        l1, l2: weight penalties on the attention, feed-forward and output layers' kernels.
         blocks: number of encoder blocks (self-attention + feed-forward, each residual and
             layer-normalized).
         heads: attention heads per block.
@@ -142,6 +156,7 @@ def transformer_classifier(
     Returns:
         An uncompiled model from a batch of strings to class probabilities.
     """
+    reg = regularizer(l1, l2)
     texts = keras.Input(shape=(), dtype="string", name="text")
     tokens = vectorizer(adapt_data, max_tokens=max_tokens, sequence_length=sequence_length)(texts)
     steps = ops.cast(_steps(tokens), "int32")
@@ -158,14 +173,18 @@ def transformer_classifier(
         x = layers.SpatialDropout1D(spatial_dropout)(x)
     for i in range(blocks):
         attention = layers.MultiHeadAttention(
-            heads, embedding_dim // heads, dropout=dropout / 2, name=f"attention_{i + 1}"
+            heads,
+            embedding_dim // heads,
+            dropout=dropout / 2,
+            kernel_regularizer=reg,
+            name=f"attention_{i + 1}",
         )(x, x)
         x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, attention]))
-        ff = layers.Dense(ff_dim, activation="gelu")(x)
-        ff = layers.Dense(embedding_dim)(layers.Dropout(dropout / 2)(ff))
+        ff = layers.Dense(ff_dim, activation="gelu", kernel_regularizer=reg)(x)
+        ff = layers.Dense(embedding_dim, kernel_regularizer=reg)(layers.Dropout(dropout / 2)(ff))
         x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, ff]))
     x = layers.GlobalAveragePooling1D(name="mean_over_time")(x)
-    return _head(texts, x, num_classes, dropout, "transformer")
+    return _head(texts, x, num_classes, dropout, reg, "transformer")
 
 
 def _steps(tokens: keras.KerasTensor) -> keras.KerasTensor:
@@ -180,12 +199,17 @@ def _head(
     features: keras.KerasTensor,
     num_classes: int,
     dropout: float,
+    reg: keras.regularizers.Regularizer | None,
     name: str,
 ) -> keras.Model:
     """Dropout and a float32 softmax layer."""
     x = layers.Dropout(dropout)(features) if dropout else features
     # float32 output keeps the softmax stable under a mixed-precision policy.
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(
-        x
-    )
+    outputs = layers.Dense(
+        num_classes,
+        activation="softmax",
+        kernel_regularizer=reg,
+        dtype="float32",
+        name="predictions",
+    )(x)
     return keras.Model(texts, outputs, name=name)

@@ -117,6 +117,8 @@ def build_model(config: Config, info: data.DataInfo) -> keras.Model:
         "embedding_dim": config.embedding_dim,
         "spatial_dropout": config.spatial_dropout,
         "dropout": config.dropout,
+        "l1": config.l1,
+        "l2": config.l2,
     }
     if config.arch == "transformer":
         return text.transformer_classifier(
