@@ -32,8 +32,9 @@ from dlrecipes.models import vision
 class Config(dlrecipes.RecipeConfig):
     """Image classification with a batch-norm convnet (or a small ResNet).
 
-    Measured on 2 CPU cores (`make bench`): trained on the 4,000-digit sample only, the default
-    run scores about 99% on the official 10,000-digit MNIST test split in about 2.5 minutes.
+    Measured by `make bench` on 2 CPU cores (2026-11-23): trained on the 4,000-digit sample only,
+    the default run scores 98.75% on the official 10,000-digit MNIST test split after 12 epochs,
+    219 s of training (13-34 s an epoch on this noisy machine; 7.1x the keras-io reference's time).
     """
 
     # --- input
