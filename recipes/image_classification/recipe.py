@@ -1,6 +1,6 @@
 """Image classification: a batch-norm convnet trained on real digits, from raw pixels to export.
 
-    python recipes/image_classification/recipe.py train            # ~3 min on 2 CPU cores
+    python recipes/image_classification/recipe.py train            # 3-4 min on 2 CPU cores
     python recipes/image_classification/recipe.py train --tiny     # seconds: a smoke run
     python recipes/image_classification/recipe.py evaluate --model runs/.../model.keras \
         --dataset idx:../shared/data/mnist-test
