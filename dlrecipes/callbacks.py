@@ -105,12 +105,15 @@ def standard(
     """The callbacks of a training run writing into `run_dir`, and its NaN guard.
 
     Order matters: the backup is written before the epoch's history row, so a run killed between
-    the two repeats the epoch and `HistoryCSV` drops the stale row.
+    the two repeats the epoch and `HistoryCSV` drops the stale row. With `config.ema` the backup
+    also comes before the averaged weights are swapped in, so it holds the raw training weights
+    (the average is in the optimizer's state) and the best checkpoint holds the average.
     """
     guard = NanGuard()
     callbacks: list[keras.callbacks.Callback] = [
         guard,
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema else []),
         best_checkpoint(run_dir / "model.keras", run_dir / "history.csv"),
         HistoryCSV(run_dir / "history.csv"),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),

@@ -40,6 +40,9 @@ class RecipeConfig:
     warmup_epochs: float = 1.0
     momentum: float = 0.9  # for momentum SGD and RMSprop
     weight_decay: float = 1e-4  # decoupled, AdamW only
+    # Momentum of an exponential moving average of the weights (0 = off). Validation, the best
+    # checkpoint and the exported model use the averaged weights; training goes on with the raw.
+    ema: float = 0.0
     # --- regularization
     dropout: float = 0.0
     l1: float = 0.0
@@ -82,8 +85,9 @@ class RecipeConfig:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}.")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be positive; got {self.learning_rate}.")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1); got {self.dropout}.")
+        for name in ("dropout", "ema"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}.")
         for name in ("l1", "l2", "weight_decay", "momentum", "warmup_epochs", "early_stopping"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative; got {getattr(self, name)}.")

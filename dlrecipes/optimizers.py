@@ -34,19 +34,24 @@ def schedule(
 
 
 def optimizer(config: RecipeConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """The optimizer named by `config.optimizer`, driven by `schedule(config, ...)`."""
+    """The optimizer named by `config.optimizer`, driven by `schedule(config, ...)`.
+
+    With `config.ema` > 0 it also keeps an exponential moving average of the weights, which
+    `callbacks.standard` swaps in for validation and checkpoints.
+    """
     lr = schedule(config, steps_per_epoch)
     name = config.optimizer
+    ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
     if name == "sgd":
-        return keras.optimizers.SGD(lr)
+        return keras.optimizers.SGD(lr, **ema)
     if name == "momentum":
-        return keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=True)
+        return keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=True, **ema)
     if name == "adagrad":
-        return keras.optimizers.Adagrad(lr)
+        return keras.optimizers.Adagrad(lr, **ema)
     if name == "rmsprop":
-        return keras.optimizers.RMSprop(lr, momentum=config.momentum)
+        return keras.optimizers.RMSprop(lr, momentum=config.momentum, **ema)
     if name == "adam":
-        return keras.optimizers.Adam(lr)
+        return keras.optimizers.Adam(lr, **ema)
     if name == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **ema)
     raise ValueError(f"Unknown optimizer {name!r}.")

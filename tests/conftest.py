@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -44,20 +46,27 @@ def run_cli(
     return proc
 
 
-def recipe_main(name: str):
-    """The `main(argv)`-like entry of `recipes/<name>/recipe.py`, run in this process.
-
-    Cheaper than a subprocess (TensorFlow is imported once) for checks of the command line.
-    """
+@functools.cache
+def recipe_module(name: str) -> types.ModuleType:
+    """`recipes/<name>/recipe.py` imported as a module (recipes are folders, not packages)."""
     import importlib.util
-
-    import dlrecipes
 
     path = ROOT / "recipes" / name / "recipe.py"
     spec = importlib.util.spec_from_file_location(f"recipe_{name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
+    return module
+
+
+def recipe_main(name: str):
+    """The `main(argv)`-like entry of `recipes/<name>/recipe.py`, run in this process.
+
+    Cheaper than a subprocess (TensorFlow is imported once) for checks of the command line.
+    """
+    import dlrecipes
+
+    module = recipe_module(name)
     recipe = dlrecipes.Recipe(
         name, module.Config, module.load_data, module.build_model, module.build_hypermodel
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from dlrecipes import callbacks as cb
-from tests.conftest import ROOT, recipe_main, run_cli
+from tests.conftest import ROOT, recipe_main, recipe_module, run_cli
 
 RECIPE = ROOT / "recipes" / "image_classification" / "recipe.py"
 
@@ -94,3 +95,44 @@ def test_unreadable_model_gets_a_clear_error(tmp_path, capsys, damage):
     err = capsys.readouterr().err
     assert str(path) in err
     assert ("No model at" if damage == "missing" else "corrupt") in err
+
+
+def test_ema_checkpoint_holds_the_averaged_weights(tmp_path):
+    """With `ema` near 1 the average barely leaves the first step's weights while training moves
+    on: the best checkpoint must hold the average. The backup is taken before the swap, so it
+    keeps the raw weights a resumed run goes on from."""
+    from dlrecipes import training
+
+    module = recipe_module("image_classification")
+    config = module.Config(ema=0.999, learning_rate=0.02).tiny()
+    config = dataclasses.replace(config, epochs=1)
+    splits = module.load_data(config)
+    model = training.compile_model(
+        module.build_model(config, splits.info), config, training.count_batches(splits.train)
+    )
+    first: list[np.ndarray] = []  # after the first step, where the average starts
+    raw: list[np.ndarray] = []  # after the last step
+
+    class KeepRaw(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raw[:] = self.model.get_weights()
+            if batch == 0:
+                first[:] = raw
+
+    callbacks, _ = cb.standard(tmp_path, config)
+    assert [type(c).__name__ for c in callbacks[1:4]] == [
+        "BackupAndRestore",
+        "SwapEMAWeights",
+        "ModelCheckpoint",
+    ]
+    model.fit(
+        splits.train.take(12),
+        validation_data=splits.validation.take(2),
+        epochs=1,
+        callbacks=[*callbacks, KeepRaw()],
+        verbose=0,
+    )
+    saved = training.load_model(tmp_path / "model.keras").get_weights()
+    kernel = next(i for i, w in enumerate(first) if w.ndim == 4)  # the first conv kernel
+    moved = np.abs(raw[kernel] - first[kernel]).mean()
+    assert np.abs(saved[kernel] - first[kernel]).mean() < moved / 4

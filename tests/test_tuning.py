@@ -7,12 +7,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import functools
-import importlib.util
 import io
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import keras_tuner
@@ -20,19 +17,10 @@ import pytest
 
 from dlrecipes import cli, tuning, tuning_report
 from dlrecipes.recipe import Recipe
-from tests.conftest import ROOT
+from tests.conftest import ROOT, recipe_module
 
 RECIPE = ROOT / "recipes" / "image_classification" / "recipe.py"
 SEARCH = ["tune", "--tiny", "--tuner", "random", "--max-epochs", "1"]
-
-
-@functools.cache
-def load_recipe_module():
-    spec = importlib.util.spec_from_file_location("image_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def trials(directory: Path) -> dict[str, dict]:
@@ -43,7 +31,7 @@ def trials(directory: Path) -> dict[str, dict]:
 
 def tune(*args: str | Path) -> tuple[int, str]:
     """Runs the image recipe's `tune` in this process; returns the exit status and stdout."""
-    module = load_recipe_module()
+    module = recipe_module("image_classification")
     recipe = Recipe(
         "image_classification", module.Config, module.load_data, None, module.build_hypermodel
     )
@@ -80,7 +68,7 @@ def test_search_writes_every_result_file(searched):
 def test_best_hparams_are_config_fields_train_accepts(searched):
     directory, _ = searched
     best = json.loads((directory / "best_hparams.json").read_text())
-    module = load_recipe_module()
+    module = recipe_module("image_classification")
     space = module.build_hypermodel(module.Config().tiny(), None).space
     assert set(best) == set(space)
     recipe = Recipe("image_classification", module.Config, module.load_data, None, None)
@@ -94,7 +82,7 @@ def test_best_hparams_are_config_fields_train_accepts(searched):
 def test_first_trial_tries_the_config_defaults(searched):
     directory, _ = searched
     first = trials(directory)["0"]["hyperparameters"]["values"]
-    tiny = load_recipe_module().Config().tiny()
+    tiny = recipe_module("image_classification").Config().tiny()
     assert first["widths"] == ",".join(map(str, tiny.widths))
     assert first["depth"] == tiny.depth and first["batch_size"] == tiny.batch_size
     assert first["learning_rate"] == pytest.approx(tiny.learning_rate)
@@ -115,7 +103,7 @@ def test_resume_runs_only_the_missing_trials(searched, tmp_path):
 
 
 def test_search_in_which_every_trial_fails_exits_nonzero(tmp_path, capsys):
-    module = load_recipe_module()
+    module = recipe_module("image_classification")
 
     def too_few_classes(config, info):
         # A model with 3 outputs for labels 0..9: every trial fails in its first training step.
@@ -137,8 +125,8 @@ def test_search_in_which_every_trial_fails_exits_nonzero(tmp_path, capsys):
 
 
 def test_hyperband_trial_schedule_spans_the_epochs_it_trains():
-    config = load_recipe_module().Config().tiny()
-    model_fn = load_recipe_module().build_model
+    config = recipe_module("image_classification").Config().tiny()
+    model_fn = recipe_module("image_classification").build_model
     hypermodel = tuning.ConfigHyperModel(config, None, model_fn, {"dropout": (0.0, 0.5)})
     hp = keras_tuner.HyperParameters()
     hp.values.update({"tuner/epochs": 9, "tuner/initial_epoch": 3})
@@ -149,7 +137,7 @@ def test_hyperband_trial_schedule_spans_the_epochs_it_trains():
 
 
 def test_choices_include_the_config_value_as_default():
-    config = dataclasses.replace(load_recipe_module().Config(), widths=(8, 8, 8))
+    config = dataclasses.replace(recipe_module("image_classification").Config(), widths=(8, 8, 8))
     hypermodel = tuning.ConfigHyperModel(config, None, None, {"widths": [(16, 32, 64)]})
     hp = keras_tuner.HyperParameters()
     hypermodel.declare(hp)

@@ -4,9 +4,7 @@ line."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import keras
 import numpy as np
@@ -14,16 +12,13 @@ import pytest
 import tensorflow as tf
 
 import dlrecipes
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, recipe_module, run_cli
 
 RECIPE = ROOT / "recipes" / "text_bilstm" / "recipe.py"
 
 
 def _recipe() -> dlrecipes.Recipe:
-    spec = importlib.util.spec_from_file_location("recipe_text_bilstm", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up while building Config
-    spec.loader.exec_module(module)
+    module = recipe_module("text_bilstm")
     return dlrecipes.Recipe(
         "text_bilstm",
         module.Config,
