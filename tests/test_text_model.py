@@ -134,3 +134,36 @@ def test_unknown_cell_and_pooling_are_refused():
         _small(text.recurrent_classifier, cell="rnn")
     with pytest.raises(ValueError, match="pooling='mean'"):
         _small(text.recurrent_classifier, pooling="mean")
+
+
+def test_pretrained_vectors_start_the_embedding_and_stay_fixed(tmp_path):
+    """A fake vector source (one distinct row per word) shows which row each id gets."""
+
+    def vectors(vocabulary: list[str]) -> np.ndarray:
+        return np.arange(len(vocabulary) * 3, dtype=np.float32).reshape(-1, 3)
+
+    model = _small(text.recurrent_classifier, word_vectors=vectors, train_embeddings=False)
+    layer = model.get_layer("embedding")
+    vocabulary = model.get_layer("vectorizer").get_vocabulary()
+    assert layer.output_dim == 3 and not layer.trainable
+    kept = layer.get_weights()[0]
+    np.testing.assert_array_equal(kept[: len(vocabulary)], vectors(vocabulary))
+    assert not kept[len(vocabulary) :].any()  # ids past the short vocabulary
+
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss="sparse_categorical_crossentropy")
+    model.fit(tf.constant(TRAIN), np.array(LABELS), epochs=2, verbose=0)
+    np.testing.assert_array_equal(layer.get_weights()[0], kept)
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_array_equal(again.get_layer("embedding").get_weights()[0], kept)
+    assert not again.get_layer("embedding").trainable
+
+
+def test_transformer_takes_its_width_from_the_pretrained_vectors():
+    def vectors(vocabulary: list[str]) -> np.ndarray:
+        return np.ones((len(vocabulary), 6), np.float32)
+
+    model = _small(text.transformer_classifier, heads=2, ff_dim=8, word_vectors=vectors)
+    assert model.get_layer("embedding").output_dim == 6
+    assert model.get_layer("position_embedding").output_dim == 6
+    assert model.predict(tf.constant(["a great story"]), verbose=0).shape == (1, 2)

@@ -11,9 +11,10 @@ keep the fused cuDNN kernel: see `CUDNN_ARGS`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
@@ -53,6 +54,39 @@ def vectorizer(
     return layer
 
 
+def embedding(
+    vectorizer: layers.TextVectorization,
+    max_tokens: int,
+    dim: int,
+    word_vectors: Callable[[list[str]], np.ndarray] | None = None,
+    train_embeddings: bool = True,
+    name: str = "embedding",
+) -> layers.Embedding:
+    """Token ids -> vectors, learned from scratch or started from pretrained word vectors.
+
+    Args:
+        vectorizer: the adapted `TextVectorization` layer whose ids this layer reads.
+        max_tokens: ids the layer takes (the vectorizer's `max_tokens`).
+        dim: vector size when learning from scratch (pretrained vectors bring their own).
+        word_vectors: maps the vectorizer's vocabulary to one pretrained row per word
+            (`dlrecipes.data.word_vectors.embedding_matrix`); None learns vectors from scratch.
+        train_embeddings: go on training pretrained vectors, or keep them fixed.
+        name: the layer's name.
+    """
+    if word_vectors is None:
+        return layers.Embedding(max_tokens, dim, mask_zero=True, name=name)
+    vocabulary = vectorizer.get_vocabulary()
+    rows = word_vectors(vocabulary)
+    matrix = np.zeros((max_tokens, rows.shape[1]), np.float32)  # ids past a short vocabulary: 0
+    matrix[: len(vocabulary)] = rows
+    layer = layers.Embedding(
+        max_tokens, rows.shape[1], mask_zero=True, trainable=train_embeddings, name=name
+    )
+    layer.build((None,))
+    layer.set_weights([matrix])
+    return layer
+
+
 def _one_line(texts: tf.Tensor) -> tf.Tensor:
     """Turns the characters `str.splitlines` breaks at into spaces.
 
@@ -77,6 +111,8 @@ def recurrent_classifier(
     pooling: str = "max",
     l1: float = 0.0,
     l2: float = 0.0,
+    word_vectors: Callable[[list[str]], np.ndarray] | None = None,
+    train_embeddings: bool = True,
 ) -> keras.Model:
     """Raw strings -> token ids -> embedding -> bidirectional LSTM / GRU layers -> softmax.
 
@@ -94,6 +130,8 @@ def recurrent_classifier(
         pooling: `max` over the last layer's outputs at every (unmasked) step, or `last`, its
             final states only.
         l1, l2: weight penalties on the recurrent and output layers' kernels.
+        word_vectors, train_embeddings: pretrained vectors for the vocabulary, see `embedding`;
+            they set the vector size in place of `embedding_dim`.
 
     Returns:
         An uncompiled model from a batch of strings to class probabilities.
@@ -103,8 +141,9 @@ def recurrent_classifier(
     if pooling not in ("max", "last"):
         raise ValueError(f"pooling={pooling!r} is not one of max, last.")
     texts = keras.Input(shape=(), dtype="string", name="text")
-    tokens = vectorizer(adapt_data, max_tokens=max_tokens, sequence_length=sequence_length)(texts)
-    x = layers.Embedding(max_tokens, embedding_dim, mask_zero=True, name="embedding")(tokens)
+    vectorize = vectorizer(adapt_data, max_tokens=max_tokens, sequence_length=sequence_length)
+    tokens = vectorize(texts)
+    x = embedding(vectorize, max_tokens, embedding_dim, word_vectors, train_embeddings)(tokens)
     if spatial_dropout:
         x = layers.SpatialDropout1D(spatial_dropout)(x)
     extra = {"reset_after": True} if cell == "gru" else {}  # cuDNN's GRU variant
@@ -138,6 +177,8 @@ def transformer_classifier(
     dropout: float = 0.5,
     l1: float = 0.0,
     l2: float = 0.0,
+    word_vectors: Callable[[list[str]], np.ndarray] | None = None,
+    train_embeddings: bool = True,
 ) -> keras.Model:
     """Raw strings -> token + position embeddings -> Transformer encoder blocks -> softmax.
 
@@ -146,7 +187,7 @@ def transformer_classifier(
 
     Args:
         num_classes, adapt_data, max_tokens, sequence_length, embedding_dim, spatial_dropout,
-            dropout: as in `recurrent_classifier`.
+            dropout, word_vectors, train_embeddings: as in `recurrent_classifier`.
         l1, l2: weight penalties on the attention, feed-forward and output layers' kernels.
         blocks: number of encoder blocks (self-attention + feed-forward, each residual and
             layer-normalized).
@@ -158,14 +199,16 @@ def transformer_classifier(
     """
     reg = regularizer(l1, l2)
     texts = keras.Input(shape=(), dtype="string", name="text")
-    tokens = vectorizer(adapt_data, max_tokens=max_tokens, sequence_length=sequence_length)(texts)
+    vectorize = vectorizer(adapt_data, max_tokens=max_tokens, sequence_length=sequence_length)
+    tokens = vectorize(texts)
     steps = ops.cast(_steps(tokens), "int32")
     positions = ops.cumsum(steps, axis=1) * steps  # 1, 2, ... on the text, 0 on padding
+    words = embedding(vectorize, max_tokens, embedding_dim, word_vectors, train_embeddings)
     x = layers.Add(name="token_and_position")(
         [
-            layers.Embedding(max_tokens, embedding_dim, mask_zero=True, name="embedding")(tokens),
+            words(tokens),
             layers.Embedding(
-                sequence_length + 1, embedding_dim, mask_zero=True, name="position_embedding"
+                sequence_length + 1, words.output_dim, mask_zero=True, name="position_embedding"
             )(positions),
         ]
     )
@@ -174,14 +217,14 @@ def transformer_classifier(
     for i in range(blocks):
         attention = layers.MultiHeadAttention(
             heads,
-            embedding_dim // heads,
+            words.output_dim // heads,
             dropout=dropout / 2,
             kernel_regularizer=reg,
             name=f"attention_{i + 1}",
         )(x, x)
         x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, attention]))
         ff = layers.Dense(ff_dim, activation="gelu", kernel_regularizer=reg)(x)
-        ff = layers.Dense(embedding_dim, kernel_regularizer=reg)(layers.Dropout(dropout / 2)(ff))
+        ff = layers.Dense(words.output_dim, kernel_regularizer=reg)(layers.Dropout(dropout / 2)(ff))
         x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, ff]))
     x = layers.GlobalAveragePooling1D(name="mean_over_time")(x)
     return _head(texts, x, num_classes, dropout, reg, "transformer")

