@@ -139,7 +139,7 @@ def test_unknown_cell_and_pooling_are_refused():
 def test_pretrained_vectors_start_the_embedding_and_stay_fixed(tmp_path):
     """A fake vector source (one distinct row per word) shows which row each id gets."""
 
-    def vectors(vocabulary: list[str]) -> np.ndarray:
+    def vectors(vocabulary: list[str], sentences: list[list[str]]) -> np.ndarray:
         return np.arange(len(vocabulary) * 3, dtype=np.float32).reshape(-1, 3)
 
     model = _small(text.recurrent_classifier, word_vectors=vectors, train_embeddings=False)
@@ -147,7 +147,7 @@ def test_pretrained_vectors_start_the_embedding_and_stay_fixed(tmp_path):
     vocabulary = model.get_layer("vectorizer").get_vocabulary()
     assert layer.output_dim == 3 and not layer.trainable
     kept = layer.get_weights()[0]
-    np.testing.assert_array_equal(kept[: len(vocabulary)], vectors(vocabulary))
+    np.testing.assert_array_equal(kept[: len(vocabulary)], vectors(vocabulary, []))
     assert not kept[len(vocabulary) :].any()  # ids past the short vocabulary
 
     model.compile(optimizer=keras.optimizers.Adam(0.1), loss="sparse_categorical_crossentropy")
@@ -159,8 +159,36 @@ def test_pretrained_vectors_start_the_embedding_and_stay_fixed(tmp_path):
     assert not again.get_layer("embedding").trainable
 
 
+def test_vector_source_reads_the_training_texts_as_the_model_splits_them():
+    given = []
+
+    def vectors(vocabulary: list[str], sentences: list[list[str]]) -> np.ndarray:
+        given.append((vocabulary, sentences))
+        return np.ones((len(vocabulary), 2), np.float32)
+
+    text.recurrent_classifier(
+        2,
+        _texts([*TRAIN, "Great, GREAT fun!"]),
+        max_tokens=6,  # the four words seen twice or more; the rest become "[UNK]"
+        sequence_length=4,  # and texts are cut where the model cuts them
+        word_vectors=vectors,
+    )
+    assert given == [
+        (
+            ["", "[UNK]", "great", "boring", "and", "a"],
+            [
+                ["a", "[UNK]", "great", "[UNK]"],
+                ["great", "[UNK]", "and", "a"],
+                ["[UNK]", "and", "boring"],
+                ["boring", "[UNK]"],
+                ["great", "great", "[UNK]"],
+            ],
+        )
+    ]
+
+
 def test_transformer_takes_its_width_from_the_pretrained_vectors():
-    def vectors(vocabulary: list[str]) -> np.ndarray:
+    def vectors(vocabulary: list[str], sentences: list[list[str]]) -> np.ndarray:
         return np.ones((len(vocabulary), 6), np.float32)
 
     model = _small(text.transformer_classifier, heads=2, ff_dim=8, word_vectors=vectors)

@@ -30,6 +30,8 @@ CUDNN_ARGS = {
     "use_bias": True,
 }
 CELLS = {"lstm": layers.LSTM, "gru": layers.GRU}
+# (vocabulary, training texts split into its words) -> one vector per vocabulary entry
+WordVectors = Callable[[list[str], list[list[str]]], np.ndarray]
 
 
 def vectorizer(
@@ -56,9 +58,10 @@ def vectorizer(
 
 def embedding(
     vectorizer: layers.TextVectorization,
+    adapt_data: tf.data.Dataset | None,
     max_tokens: int,
     dim: int,
-    word_vectors: Callable[[list[str]], np.ndarray] | None = None,
+    word_vectors: WordVectors | None = None,
     train_embeddings: bool = True,
     name: str = "embedding",
 ) -> layers.Embedding:
@@ -66,17 +69,21 @@ def embedding(
 
     Args:
         vectorizer: the adapted `TextVectorization` layer whose ids this layer reads.
+        adapt_data: the training texts it was adapted on; pretrained vectors may read them.
         max_tokens: ids the layer takes (the vectorizer's `max_tokens`).
         dim: vector size when learning from scratch (pretrained vectors bring their own).
-        word_vectors: maps the vectorizer's vocabulary to one pretrained row per word
-            (`dlrecipes.data.word_vectors.embedding_matrix`); None learns vectors from scratch.
+        word_vectors: maps the vectorizer's vocabulary and the training texts, split into its
+            words, to one pretrained row per word (`dlrecipes.data.word_vectors.embedding_matrix`);
+            None learns vectors from scratch.
         train_embeddings: go on training pretrained vectors, or keep them fixed.
         name: the layer's name.
     """
     if word_vectors is None:
         return layers.Embedding(max_tokens, dim, mask_zero=True, name=name)
+    if adapt_data is None:
+        raise ValueError("Pretrained word vectors need the training texts (adapt_data).")
     vocabulary = vectorizer.get_vocabulary()
-    rows = word_vectors(vocabulary)
+    rows = word_vectors(vocabulary, _split(vectorizer, adapt_data))
     matrix = np.zeros((max_tokens, rows.shape[1]), np.float32)  # ids past a short vocabulary: 0
     matrix[: len(vocabulary)] = rows
     layer = layers.Embedding(
@@ -85,6 +92,15 @@ def embedding(
     layer.build((None,))
     layer.set_weights([matrix])
     return layer
+
+
+def _split(vectorizer: layers.TextVectorization, texts: tf.data.Dataset) -> list[list[str]]:
+    """The texts as the model sees them: the vectorizer's words, "[UNK]" for any other word."""
+    vocabulary = np.array(vectorizer.get_vocabulary(), dtype=object)
+    sentences = []
+    for batch in texts.map(_one_line).batch(1024):
+        sentences.extend(vocabulary[ids[ids > 0]].tolist() for ids in vectorizer(batch).numpy())
+    return sentences
 
 
 def _one_line(texts: tf.Tensor) -> tf.Tensor:
@@ -111,7 +127,7 @@ def recurrent_classifier(
     pooling: str = "max",
     l1: float = 0.0,
     l2: float = 0.0,
-    word_vectors: Callable[[list[str]], np.ndarray] | None = None,
+    word_vectors: WordVectors | None = None,
     train_embeddings: bool = True,
 ) -> keras.Model:
     """Raw strings -> token ids -> embedding -> bidirectional LSTM / GRU layers -> softmax.
@@ -143,7 +159,9 @@ def recurrent_classifier(
     texts = keras.Input(shape=(), dtype="string", name="text")
     vectorize = vectorizer(adapt_data, max_tokens=max_tokens, sequence_length=sequence_length)
     tokens = vectorize(texts)
-    x = embedding(vectorize, max_tokens, embedding_dim, word_vectors, train_embeddings)(tokens)
+    x = embedding(vectorize, adapt_data, max_tokens, embedding_dim, word_vectors, train_embeddings)(
+        tokens
+    )
     if spatial_dropout:
         x = layers.SpatialDropout1D(spatial_dropout)(x)
     extra = {"reset_after": True} if cell == "gru" else {}  # cuDNN's GRU variant
@@ -177,7 +195,7 @@ def transformer_classifier(
     dropout: float = 0.5,
     l1: float = 0.0,
     l2: float = 0.0,
-    word_vectors: Callable[[list[str]], np.ndarray] | None = None,
+    word_vectors: WordVectors | None = None,
     train_embeddings: bool = True,
 ) -> keras.Model:
     """Raw strings -> token + position embeddings -> Transformer encoder blocks -> softmax.
@@ -203,7 +221,9 @@ def transformer_classifier(
     tokens = vectorize(texts)
     steps = ops.cast(_steps(tokens), "int32")
     positions = ops.cumsum(steps, axis=1) * steps  # 1, 2, ... on the text, 0 on padding
-    words = embedding(vectorize, max_tokens, embedding_dim, word_vectors, train_embeddings)
+    words = embedding(
+        vectorize, adapt_data, max_tokens, embedding_dim, word_vectors, train_embeddings
+    )
     x = layers.Add(name="token_and_position")(
         [
             words(tokens),
