@@ -106,6 +106,13 @@ def test_in_context_vectors_are_cached_and_a_changed_text_recomputes(in_context,
     np.testing.assert_array_equal(word_vectors.embedding_matrix(VOCABULARY, SENTENCES), matrix)
     with pytest.raises(RuntimeError, match="recomputed"):
         word_vectors.embedding_matrix(VOCABULARY, [*SENTENCES, ["a", "film"]])
+    monkeypatch.undo()
+    monkeypatch.setenv("DLRECIPES_CACHE", str(cache))
+    saved.write_bytes(saved.read_bytes()[:100])  # a damaged cache file is computed anew
+    np.testing.assert_allclose(
+        word_vectors.embedding_matrix(VOCABULARY, SENTENCES), matrix, atol=1e-5
+    )
+    np.testing.assert_allclose(np.load(saved, allow_pickle=False), matrix, atol=1e-5)
 
 
 def test_unknown_source_missing_texts_and_tampered_wheel_are_refused(tmp_path, monkeypatch):

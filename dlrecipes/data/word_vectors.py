@@ -109,10 +109,12 @@ def context_matrix(
         raise ValueError("minilm word vectors average over the training texts: none were given.")
     key = wheels.sha256(json.dumps([WEIGHTS_SHA256, list(vocabulary), list(sentences)]).encode())
     path = wheels.cache_dir() / "word-vectors" / f"minilm-{key[:32]}.npy"
-    if path.exists():
+    try:
         cached = np.load(path, allow_pickle=False)
         if cached.shape == (len(vocabulary), 384):
             return cached
+    except (OSError, ValueError):  # not there yet, or damaged: computed anew and replaced
+        pass
     index = {word: i for i, word in enumerate(vocabulary)}
     sums = np.zeros((len(vocabulary), 384), np.float64)
     counts = np.zeros(len(vocabulary))
