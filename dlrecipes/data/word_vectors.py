@@ -118,7 +118,7 @@ def context_matrix(
     index = {word: i for i, word in enumerate(vocabulary)}
     sums = np.zeros((len(vocabulary), 384), np.float64)
     counts = np.zeros(len(vocabulary))
-    split, model = tokenizer(), encoder()
+    wordpiece, model = tokenizer(), encoder()
     run = tf.function(
         lambda ids, mask: model(
             {"token_ids": ids, "segment_ids": tf.zeros_like(ids), "padding_mask": mask}
@@ -128,7 +128,7 @@ def context_matrix(
     by_length = sorted((s for s in sentences if s), key=len)  # less padding per batch
     for start in range(0, len(by_length), batch_size):
         batch = by_length[start : start + batch_size]
-        encodings = split.encode_batch([list(s) for s in batch], is_pretokenized=True)
+        encodings = wordpiece.encode_batch([list(s) for s in batch], is_pretokenized=True)
         ids = np.zeros((len(batch), max(len(e.ids) for e in encodings)), np.int32)
         for row, encoding in enumerate(encodings):
             ids[row, : len(encoding.ids)] = encoding.ids

@@ -159,9 +159,10 @@ def recurrent_classifier(
     texts = keras.Input(shape=(), dtype="string", name="text")
     vectorize = vectorizer(adapt_data, max_tokens=max_tokens, sequence_length=sequence_length)
     tokens = vectorize(texts)
-    x = embedding(vectorize, adapt_data, max_tokens, embedding_dim, word_vectors, train_embeddings)(
-        tokens
+    embed = embedding(
+        vectorize, adapt_data, max_tokens, embedding_dim, word_vectors, train_embeddings
     )
+    x = embed(tokens)
     if spatial_dropout:
         x = layers.SpatialDropout1D(spatial_dropout)(x)
     extra = {"reset_after": True} if cell == "gru" else {}  # cuDNN's GRU variant

@@ -52,8 +52,8 @@ class Config(dlrecipes.RecipeConfig):
     # places in the training texts (384-d, `dlrecipes.data.word_vectors`; the transformer runs
     # once, about a minute, and the result is cached). 10,202 snippets are few for vectors learned
     # from scratch: those fit the training set within three epochs (77% validation accuracy).
-    # MiniLM's input vectors (minilm-input) reached 77% validation, the in-context ones 79-80%;
-    # trained on, either overfits after two epochs, as did GloVe 6B 50-d vectors (78%).
+    # MiniLM's input vectors (minilm-input) reached 77% validation, the in-context ones 79-81%.
+    # Trained on, the input vectors overfit after two epochs (79%), as did GloVe 6B 50-d (78%).
     word_vectors: str = "minilm"  # minilm | minilm-input | none (learn `embedding_dim` vectors)
     train_embeddings: bool = False
     embedding_dim: int = 64  # only without word vectors
