@@ -22,7 +22,7 @@ from pathlib import Path
 from common import REPO, load_recipe, write_result
 
 from dlrecipes import training, tuning
-from dlrecipes.recipe import Recipe
+from dlrecipes.contract import Recipe
 
 RECIPE = REPO / "recipes" / "image_classification" / "recipe.py"
 HYPERBAND_MAX_EPOCHS = 4

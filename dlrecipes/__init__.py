@@ -5,8 +5,9 @@ callbacks, Keras Tuner glue (`tuning`), reports and the shared command line (`cl
 """
 
 from dlrecipes import cli, data, models, runtime, training, tuning
-from dlrecipes.config import ConfigError, RecipeConfig
-from dlrecipes.recipe import Recipe
+from dlrecipes.config import RecipeConfig
+from dlrecipes.contract import Recipe
+from dlrecipes.errors import ConfigError, RecipeError
 
 __version__ = "0.1.0"
 
@@ -14,6 +15,7 @@ __all__ = [
     "ConfigError",
     "Recipe",
     "RecipeConfig",
+    "RecipeError",
     "cli",
     "data",
     "models",

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from dlrecipes import copying
+from dlrecipes.errors import RecipeError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         target = copying.copy_recipe(args.recipe, args.dest)
-    except ValueError as err:
+    except RecipeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"Copied to {target}")

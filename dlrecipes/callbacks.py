@@ -14,10 +14,6 @@ from dlrecipes.config import RecipeConfig
 MONITOR = "val_accuracy"
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
-
-
 class NanGuard(keras.callbacks.Callback):
     """Stops training at the first non-finite loss and remembers where it happened.
 

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from dlrecipes import training, tuning
-from dlrecipes.config import ConfigError, RecipeConfig, coerce, field_types, flag
-from dlrecipes.recipe import Recipe
+from dlrecipes.config import RecipeConfig, coerce, field_types, flag
+from dlrecipes.contract import Recipe
+from dlrecipes.errors import ConfigError, RecipeError
 
 # Set by other flags (`--folds`), not by hand.
 INTERNAL_FIELDS = {"fold"}
@@ -121,8 +122,9 @@ def make_config(recipe: Recipe, args: argparse.Namespace) -> RecipeConfig:
 def run(recipe: Recipe, argv: Sequence[str] | None = None) -> int:
     """Parses the command line and runs `train`, `tune` or `evaluate`; returns the exit status.
 
-    Expected failures (bad config, unknown dataset, unusable run directory or checkpoint,
-    divergence) print one clear message and return 2 instead of a traceback.
+    Expected refusals (`dlrecipes.errors.RecipeError`: bad config, unknown dataset, unusable run
+    directory or checkpoint, divergence) print one line and return 2; anything else is a bug and
+    raises with its traceback.
     """
     args = build_parser(recipe).parse_args(argv)
     try:
@@ -131,13 +133,7 @@ def run(recipe: Recipe, argv: Sequence[str] | None = None) -> int:
         if args.command == "tune":
             return _tune(recipe, args)
         return _evaluate(recipe, args)
-    except (
-        ConfigError,
-        training.RunDirError,
-        training.CheckpointError,
-        ValueError,
-        RuntimeError,
-    ) as err:
+    except RecipeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -14,14 +14,12 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
+from dlrecipes.errors import ConfigError
+
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored")
-
-
-class ConfigError(ValueError):
-    """A config value is out of range or not one of the allowed choices."""
 
 
 @dataclasses.dataclass

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import dlrecipes
+from dlrecipes.errors import RecipeError
 
 # Recipes live beside the package in a source checkout (the way `make` installs it, editable).
 RECIPES_DIR = Path(dlrecipes.__file__).resolve().parent.parent / "recipes"
@@ -22,17 +23,17 @@ def copy_recipe(name: str, dest: str | Path) -> Path:
     """Copies `recipes/<name>/` to `dest/<name>/` and returns the new folder.
 
     Raises:
-        ValueError: unknown recipe (the message lists the known ones), or the target exists.
+        RecipeError: unknown recipe (the message lists the known ones), or the target exists.
     """
     name = name.replace("-", "_")
     if name not in available():
-        raise ValueError(
+        raise RecipeError(
             f"Unknown recipe {name!r}; available: {', '.join(available()) or 'none found'} "
             f"(looked in {RECIPES_DIR})."
         )
     target = Path(dest) / name
     if target.exists():
-        raise ValueError(
+        raise RecipeError(
             f"{target} exists already; nothing was copied. Remove it or pick another DEST."
         )
     shutil.copytree(RECIPES_DIR / name, target, ignore=shutil.ignore_patterns("__pycache__"))

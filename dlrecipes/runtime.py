@@ -9,6 +9,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from dlrecipes.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 # XLA on CPU: measured by `make bench` (benchmarks/results/xla_cpu.json). On this 2-core CPU the
@@ -36,7 +38,7 @@ def strategy(name: str = "auto") -> tf.distribute.Strategy:
             d.name for d in tf.config.list_logical_devices("CPU")
         ]
         return tf.distribute.MirroredStrategy(devices)
-    raise ValueError(f"strategy={name!r} is not one of auto, default, mirrored.")
+    raise ConfigError(f"strategy={name!r} is not one of auto, default, mirrored.")
 
 
 def use_jit(jit: bool | None) -> bool:

@@ -15,16 +15,15 @@ import tensorflow as tf
 from dlrecipes import callbacks as cb
 from dlrecipes import optimizers, reports, runtime
 from dlrecipes.config import RecipeConfig
+from dlrecipes.contract import Recipe
 from dlrecipes.data import Splits
-from dlrecipes.recipe import Recipe
-
-
-class RunDirError(RuntimeError):
-    """A run directory cannot be used as asked (exists already, or holds no run to resume)."""
-
-
-class CheckpointError(RuntimeError):
-    """A saved model or backup is missing or unreadable."""
+from dlrecipes.errors import (
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    RunDirError,
+    TrainingDiverged,
+)
 
 
 @dataclasses.dataclass
@@ -106,7 +105,7 @@ def evaluate_model(
     if len(expected) != len(given) or any(
         e is not None and g is not None and e != g for e, g in zip(expected, given, strict=False)
     ):
-        raise ValueError(
+        raise DatasetError(
             f"The model takes inputs of shape {expected} but {splits.info.name} gives {given}. "
             "Evaluate on the kind of data the model was trained on, or resize it (--image-size)."
         )
@@ -137,7 +136,7 @@ def train(
     splits = recipe.load_data(config)
     steps = count_batches(splits.train)
     if steps == 0:
-        raise ValueError(f"The training split of {config.dataset} is empty.")
+        raise DatasetError(f"The training split of {config.dataset} is empty.")
     with strategy.scope():
         model = compile_model(recipe.build_model(config, splits.info), config, steps)
     if not resume:
@@ -164,7 +163,7 @@ def train(
             ) from err
         raise
     if guard.message:
-        raise cb.TrainingDiverged(guard.message)
+        raise TrainingDiverged(guard.message)
     return finish(recipe, config, run_dir, splits, export=export)
 
 
@@ -201,7 +200,7 @@ def cross_validate(
     Folds already finished (their metrics.json exists) are kept when resuming.
     """
     if folds < 2:
-        raise ValueError(f"--folds must be at least 2; got {folds}.")
+        raise ConfigError(f"--folds must be at least 2; got {folds}.")
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir, resume)
     if not resume:

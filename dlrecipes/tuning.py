@@ -31,9 +31,10 @@ from keras_tuner.src.distribute import utils as dist_utils
 
 from dlrecipes import runtime, tuning_launch, tuning_report
 from dlrecipes.callbacks import MONITOR
-from dlrecipes.config import ConfigError, RecipeConfig, coerce
+from dlrecipes.config import RecipeConfig, coerce
+from dlrecipes.contract import Recipe
 from dlrecipes.data import DataInfo
-from dlrecipes.recipe import Recipe
+from dlrecipes.errors import ConfigError, TuningFailed
 from dlrecipes.training import compile_model
 
 TUNERS = ("hyperband", "bayesian", "random")
@@ -42,10 +43,6 @@ HYPERBAND_FACTOR = 3
 
 # A search dimension: a list of choices, or (low, high) / (low, high, "log") for a float range.
 Space = dict[str, list[Any] | tuple[Any, ...]]
-
-
-class TuningFailed(RuntimeError):
-    """No trial of a search completed, so there are no best hyperparameters."""
 
 
 def _encode(value: Any) -> Any:

@@ -16,7 +16,7 @@ import keras_tuner
 import pytest
 
 from dlrecipes import cli, tuning, tuning_report
-from dlrecipes.recipe import Recipe
+from dlrecipes.contract import Recipe
 from tests.conftest import ROOT, recipe_module
 
 RECIPE = ROOT / "recipes" / "image_classification" / "recipe.py"

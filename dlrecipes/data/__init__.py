@@ -15,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 
 from dlrecipes.data.catalog import SOURCES, load_tfds
-from dlrecipes.data.errors import DatasetError
 from dlrecipes.data.folder import load_folder
 from dlrecipes.data.folds import kfold
 from dlrecipes.data.idx import load_idx
 from dlrecipes.data.pipeline import Augment, prepare, resize
 from dlrecipes.data.splits import DataInfo, Splits
 from dlrecipes.data.text import TextDataWarning, known_text, load_text
+from dlrecipes.errors import DatasetError
 
 PREFIXES = ("folder:PATH", "idx:DIR")
 

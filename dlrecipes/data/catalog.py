@@ -10,8 +10,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from dlrecipes.data import builders
-from dlrecipes.data.errors import DatasetError
 from dlrecipes.data.splits import DataInfo, Splits
+from dlrecipes.errors import DatasetError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from dlrecipes.data.errors import DatasetError
 from dlrecipes.data.splits import DataInfo, Splits
+from dlrecipes.errors import DatasetError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 

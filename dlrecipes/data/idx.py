@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from dlrecipes.data.errors import DatasetError
 from dlrecipes.data.splits import DataInfo, Splits
+from dlrecipes.errors import DatasetError
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -24,10 +24,10 @@ import numpy as np
 import tensorflow as tf
 
 from dlrecipes.data.catalog import TfdsSource, load_tfds
-from dlrecipes.data.errors import DatasetError
 from dlrecipes.data.folds import kfold
 from dlrecipes.data.labelled import dedupe, stratified_split
 from dlrecipes.data.splits import DataInfo, Splits
+from dlrecipes.errors import DatasetError
 
 TEXT_SOURCES: dict[str, TfdsSource] = {
     "rt_snippets": TfdsSource(train="train", validation="validation", test="test", embedded=True),

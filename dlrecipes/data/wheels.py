@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from dlrecipes.data.errors import DatasetError
+from dlrecipes.errors import DatasetError
 
 
 def cache_dir() -> Path:

