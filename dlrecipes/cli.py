@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dlrecipes import training, tuning
+from dlrecipes import study, training, tuning
 from dlrecipes.config import RecipeConfig, coerce, field_types, flag
 from dlrecipes.contract import Recipe
 from dlrecipes.errors import ConfigError, RecipeError
@@ -148,6 +148,8 @@ def _train(recipe: Recipe, args: argparse.Namespace) -> int:
             f"± {summary['val_accuracy_std']:.4f} (test accuracy, mean over folds: "
             f"{summary['test_accuracy_mean']:.4f})"
         )
+    elif getattr(config, "study", ""):  # a few-label study (recipes whose Config has `study`)
+        print(study.table_markdown(study.run(recipe, config, run_dir, resume=args.resume)))
     else:
         result = training.train(recipe, config, run_dir, resume=args.resume, export=args.export)
         print(

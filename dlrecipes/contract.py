@@ -11,6 +11,7 @@ import numpy as np
 
 from dlrecipes.config import RecipeConfig
 from dlrecipes.data import DataInfo, Splits
+from dlrecipes.phases import Phase
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +26,8 @@ class Recipe:
         build_hypermodel: `build_hypermodel(config, info) -> keras_tuner.HyperModel`.
         report_extra: optional `report_extra(splits, y_true, y_prob) -> str`, markdown appended
             to `report.md` (e.g. the most confidently wrong examples).
+        phases: optional `phases(config) -> list[dlrecipes.phases.Phase]`: train in phases, each
+            with its own trainable layers and learning rate (fine-tuning); None = one `fit`.
     """
 
     name: str
@@ -33,3 +36,4 @@ class Recipe:
     build_model: Callable[[Any, DataInfo], keras.Model]
     build_hypermodel: Callable[[Any, DataInfo], Any]
     report_extra: Callable[[Splits, np.ndarray, np.ndarray], str] | None = None
+    phases: Callable[[Any], list[Phase]] | None = None

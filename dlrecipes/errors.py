@@ -25,6 +25,10 @@ class CheckpointError(RecipeError):
     """A saved model or backup is missing, unreadable, or not what the command expects."""
 
 
+class WeightsUnavailable(RecipeError):
+    """Pretrained weights are neither cached here nor downloadable from this machine."""
+
+
 class TrainingDiverged(RecipeError):
     """The loss became NaN or infinite."""
 

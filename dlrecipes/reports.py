@@ -54,17 +54,26 @@ def write_json(path: Path, values: dict[str, Any]) -> None:
 
 
 def plot_curves(history_csv: Path, out: Path) -> None:
-    """Loss and accuracy per epoch, training against validation."""
+    """Loss and accuracy per epoch, training against validation; a dashed line where a new
+    training phase begins (a `phase` column, as `dlrecipes.phases` writes)."""
     rows = read_history(history_csv)
     if not rows:
         return
     epochs = [int(r["epoch"]) + 1 for r in rows]
+    starts = [
+        (epoch, row["phase"])
+        for epoch, row, before in zip(epochs[1:], rows[1:], rows[:-1], strict=True)
+        if row.get("phase") != before.get("phase")
+    ]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
             values = [float(r[key]) for r in rows if r.get(key) not in (None, "", "NA")]
             if values:
                 ax.plot(epochs[: len(values)], values, marker="o", label=label)
+        for epoch, phase in starts:
+            ax.axvline(epoch - 0.5, color="grey", linestyle="--", linewidth=1)
+            ax.annotate(f"phase {phase}", (epoch - 0.4, 0.02), xycoords=("data", "axes fraction"))
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from dlrecipes import callbacks as cb
-from dlrecipes import optimizers, reports, runtime
+from dlrecipes import optimizers, phases, reports, runtime
 from dlrecipes.config import RecipeConfig
 from dlrecipes.contract import Recipe
 from dlrecipes.data import Splits
@@ -147,14 +147,26 @@ def train(
         f"{strategy.num_replicas_in_sync} replica(s), XLA {xla}, precision {precision}."
     )
     callbacks, guard = cb.standard(run_dir, config)
+    callbacks += extra_callbacks or []
     try:
-        model.fit(
-            splits.train,
-            validation_data=splits.validation,
-            epochs=config.epochs,
-            callbacks=callbacks + (extra_callbacks or []),
-            verbose=2,
-        )
+        if recipe.phases is None:
+            model.fit(
+                splits.train,
+                validation_data=splits.validation,
+                epochs=config.epochs,
+                callbacks=callbacks,
+                verbose=2,
+            )
+        else:
+            phases.fit(
+                model,
+                recipe.phases(config),
+                splits.train,
+                splits.validation,
+                steps_per_epoch=steps,
+                compile=compile_model,
+                callbacks=callbacks,
+            )
     except (OSError, ValueError) as err:
         if "backup" in str(err) or "weights.h5" in str(err):
             raise CheckpointError(

@@ -29,12 +29,13 @@ import keras_tuner
 import tensorflow as tf
 from keras_tuner.src.distribute import utils as dist_utils
 
-from dlrecipes import runtime, tuning_launch, tuning_report
+from dlrecipes import phases, runtime, tuning_launch, tuning_report
 from dlrecipes.callbacks import MONITOR
 from dlrecipes.config import RecipeConfig, coerce
 from dlrecipes.contract import Recipe
 from dlrecipes.data import DataInfo
 from dlrecipes.errors import ConfigError, TuningFailed
+from dlrecipes.phases import Phase
 from dlrecipes.training import compile_model
 
 TUNERS = ("hyperband", "bayesian", "random")
@@ -62,6 +63,8 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         info: the dataset's info, for the model's input shape and classes.
         build_model: the recipe's `build_model(config, info)`.
         space: field name -> list of choices, or `(low, high)` / `(low, high, "log")`.
+        phases: the recipe's `phases(config)` if it trains in phases; each trial then trains
+            every phase of its config (`dlrecipes.phases.fit`), whatever epochs the tuner asks.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         info: DataInfo,
         build_model: Callable[[Any, DataInfo], keras.Model],
         space: Space,
+        phases: Callable[[Any], list[Phase]] | None = None,
     ) -> None:
         super().__init__(name=type(config).__name__)
         fields = {f.name for f in dataclasses.fields(config)}
@@ -80,6 +84,7 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         self.info = info
         self.build_model = build_model
         self.space = space
+        self.phases = phases
 
     def declare(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
         """Declares every dimension on `hp` and returns the chosen values, keyed by field."""
@@ -117,9 +122,10 @@ class ConfigHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         config = self.config_for(hp)
-        n_train = self.info.num_examples.get("train", 0)
-        steps = max(1, math.ceil(n_train / config.batch_size))
-        return compile_model(self.build_model(config, self.info), config, steps)
+        return compile_model(self.build_model(config, self.info), config, self._steps(config))
+
+    def _steps(self, config: RecipeConfig) -> int:
+        return max(1, math.ceil(self.info.num_examples.get("train", 0) / config.batch_size))
 
     def fit(
         self, hp: keras_tuner.HyperParameters, model: keras.Model, x: Any, *args: Any, **kwargs: Any
@@ -136,6 +142,18 @@ class ConfigHyperModel(keras_tuner.HyperModel):
             n_train = self.info.num_examples.get("train")
             if n_train:  # rebatch forgets the length; Keras would warn when it runs out
                 x = x.apply(tf.data.experimental.assert_cardinality(-(-n_train // batch_size)))
+        if self.phases is not None:
+            config = self.config_for(hp)
+            return phases.fit(
+                model,
+                self.phases(config),
+                x,
+                kwargs.get("validation_data"),
+                steps_per_epoch=self._steps(config),
+                compile=compile_model,
+                callbacks=kwargs.get("callbacks") or [],
+                verbose=kwargs.get("verbose", 2),
+            )
         return model.fit(x, *args, **kwargs)
 
 

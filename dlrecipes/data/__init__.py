@@ -15,12 +15,13 @@ from __future__ import annotations
 import dataclasses
 
 from dlrecipes.data.catalog import SOURCES, load_tfds
+from dlrecipes.data.few_labels import keep_per_class
 from dlrecipes.data.folder import load_folder
 from dlrecipes.data.folds import kfold
 from dlrecipes.data.idx import load_idx
 from dlrecipes.data.pipeline import Augment, prepare, resize
 from dlrecipes.data.splits import DataInfo, Splits
-from dlrecipes.data.text import TextDataWarning, known_text, load_text
+from dlrecipes.data.text import TEXT_SOURCES, TextDataWarning, known_text, load_text
 from dlrecipes.errors import DatasetError
 
 PREFIXES = ("folder:PATH", "idx:DIR")
@@ -29,6 +30,16 @@ PREFIXES = ("folder:PATH", "idx:DIR")
 def known() -> list[str]:
     """Every spec `load` accepts: catalog and embedded names, then the path prefixes."""
     return [*SOURCES, *PREFIXES]
+
+
+def kind(spec: str) -> str | None:
+    """What a dataset spec holds: `text`, `images`, or None when only its files can tell
+    (`folder:PATH`) or the spec is unknown."""
+    if spec.startswith("csv:") or spec in TEXT_SOURCES:
+        return "text"
+    if spec.startswith("idx:") or spec in SOURCES:
+        return "images"
+    return None
 
 
 def load(
@@ -81,6 +92,8 @@ __all__ = [
     "DatasetError",
     "Splits",
     "TextDataWarning",
+    "keep_per_class",
+    "kind",
     "known",
     "known_text",
     "load",

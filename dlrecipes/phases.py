@@ -1,0 +1,185 @@
+"""Training in phases: one `fit` per phase, each with its own trainable layers, optimizer and
+learning rate, writing one history, one best checkpoint and one backup.
+
+Fine-tuning trains a new head on a frozen base first, then unfreezes part of the base and goes on
+at a lower learning rate. Changing which layers train needs a new compile, so each phase is its
+own `fit`; epochs are numbered across phases (phase 2 starts where phase 1 ends), so the history,
+the best checkpoint (best by validation over every phase) and TensorBoard read as one run.
+
+A run killed at any point continues: the backup's epoch says which phase it was in, and that
+phase's layers are set up and its optimizer compiled before the backup is restored, so the saved
+optimizer state fits. Every phase after the first starts from the best checkpoint so far, and its
+first backup is written before its first epoch, so a kill between two phases resumes at the
+second phase's start.
+
+Example:
+
+>>> plan = [Phase("head", head_config, freeze_base), Phase("fine-tune", config, unfreeze_top)]
+>>> phases.fit(model, plan, train, validation, steps_per_epoch=steps,
+...            compile=training.compile_model, callbacks=callbacks)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from dlrecipes.callbacks import NanGuard
+from dlrecipes.config import RecipeConfig
+
+COLUMN = "phase"  # history.csv column: the phase number (1, 2, ...) of each epoch
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """A span of epochs trained with its own config and its own trainable layers.
+
+    Args:
+        name: what the phase does, for logs ("head", "fine-tune").
+        config: the config the phase compiles with: its `epochs` are the phase's length, its
+            optimizer, learning rate and schedule span the phase alone.
+        setup: sets which layers of the model train; called before the phase compiles.
+    """
+
+    name: str
+    config: RecipeConfig
+    setup: Callable[[keras.Model], None]
+
+
+def spans(phases: Sequence[Phase]) -> list[tuple[int, int]]:
+    """Each phase's `[first, end)` epochs, counted across phases."""
+    out, start = [], 0
+    for phase in phases:
+        out.append((start, start + phase.config.epochs))
+        start += phase.config.epochs
+    return out
+
+
+class PhaseColumn(keras.callbacks.Callback):
+    """Adds the phase number to every epoch's logs, for the callbacks after it (history.csv)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.phase = 1
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs[COLUMN] = self.phase
+
+
+def fit(
+    model: keras.Model,
+    phases: Sequence[Phase],
+    train: tf.data.Dataset,
+    validation: tf.data.Dataset,
+    *,
+    steps_per_epoch: int,
+    compile: Callable[[keras.Model, RecipeConfig, int], keras.Model],
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int = 2,
+) -> keras.callbacks.History:
+    """Fits `model` phase after phase, continuing from the backup among `callbacks` if any.
+
+    Args:
+        model: the model to train (built; compiled or not).
+        phases: the phases, in order.
+        train, validation: batched datasets.
+        steps_per_epoch: training batches per epoch, for the learning-rate schedules.
+        compile: `compile(model, config, steps_per_epoch)`, e.g. `training.compile_model`.
+        callbacks: shared by every phase: a `BackupAndRestore` among them makes the run
+            resumable, a `ModelCheckpoint` gives each later phase its starting weights, and a
+            `NanGuard` that fires ends the training.
+        verbose: `fit`'s verbosity.
+
+    Returns:
+        One `History` of every epoch trained, over all phases.
+    """
+    backup = _find(callbacks, keras.callbacks.BackupAndRestore)
+    checkpoint = _find(callbacks, keras.callbacks.ModelCheckpoint)
+    guard = _find(callbacks, NanGuard)
+    column = PhaseColumn()
+    done = _backed_up_epochs(backup)
+    merged = keras.callbacks.History()
+    merged.epoch = []
+    for number, (phase, (start, end)) in enumerate(zip(phases, spans(phases), strict=True), 1):
+        if done >= end:
+            continue  # finished before the run was killed
+        with model.distribute_strategy.scope():
+            phase.setup(model)
+            compile(model, phase.config, steps_per_epoch)
+            if number > 1 and done == start:
+                _start_from_best(model, checkpoint)
+                if backup is not None:
+                    # This phase's first backup, written with this phase's optimizer.
+                    model.optimizer.build(model.trainable_variables)
+                    backup.set_model(model)
+                    backup.on_epoch_end(start - 1)
+        trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+        print(
+            f"Phase {number}/{len(phases)} ({phase.name}): epochs {start + 1}-{end}, learning "
+            f"rate {phase.config.learning_rate:g}, {trainable:,} of {model.count_params():,} "
+            "weights train.",
+            flush=True,
+        )
+        column.phase = number
+        history = model.fit(
+            train,
+            validation_data=validation,
+            initial_epoch=start,
+            epochs=end,
+            callbacks=[column, *callbacks],
+            verbose=verbose,
+        )
+        merged.epoch += history.epoch
+        for key, values in history.history.items():
+            merged.history.setdefault(key, []).extend(values)
+        done = end
+        if guard is not None and guard.message:
+            break
+    if checkpoint is not None and Path(checkpoint.filepath).exists():
+        _drop_optimizer(Path(checkpoint.filepath))
+    return merged
+
+
+def _find(callbacks: Sequence[keras.callbacks.Callback], kind: type) -> keras.callbacks.Callback:
+    return next((c for c in callbacks if isinstance(c, kind)), None)
+
+
+def _backed_up_epochs(backup: keras.callbacks.BackupAndRestore | None) -> int:
+    """Epochs finished according to the backup (0 without one): where a resumed run goes on."""
+    if backup is None:
+        return 0
+    try:
+        # The file BackupAndRestore writes next to its weights after every epoch.
+        metadata = json.loads((Path(backup.backup_dir) / "training_metadata.json").read_text())
+        return int(metadata["epoch"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _start_from_best(model: keras.Model, checkpoint: keras.callbacks.ModelCheckpoint | None):
+    """Gives `model` the weights of the best checkpoint so far, if one was written."""
+    if checkpoint is None or not Path(checkpoint.filepath).exists():
+        return
+    best = keras.saving.load_model(checkpoint.filepath, safe_mode=True, compile=False)
+    model.set_weights(best.get_weights())
+
+
+def _drop_optimizer(path: Path) -> None:
+    """Rewrites a saved model without its optimizer state.
+
+    A checkpoint keeps the optimizer of the phase it was written in, which does not fit the
+    model's other phases (a reload would warn that it skips it); the backup is what resumes
+    training, so the exported model needs none (for MiniLM it would triple the file).
+    """
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    partial = path.with_name(f"{path.stem}.partial.keras")
+    model.save(partial)
+    os.replace(partial, path)  # whole or not at all

@@ -1,0 +1,185 @@
+"""Few-label studies: test accuracy against labels per class, for each arm of a recipe, over seeds.
+
+A recipe whose `Config` has the fields `study` (label counts, e.g. "5,10,50,all"),
+`study_seeds` and `labels_per_class`, and a `STUDY_ARMS` class attribute (arm name -> config
+overrides, e.g. `{"fine-tuned": {}, "from scratch": {"from_scratch": True}}`), runs one full
+training per arm, label count and seed, each in its own run directory, then writes the table
+(mean and spread over seeds) and the plot into the study's `report.md`.
+
+    run_dir/  config.json  study.json  study.png  report.md
+              <arm>/<count>-per-class/seed-<s>/   (a run directory each: metrics.json, ...)
+
+Finished runs are kept when a study is resumed; an unfinished one continues from its backup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlrecipes import progress, reports, training
+from dlrecipes.config import RecipeConfig
+from dlrecipes.contract import Recipe
+from dlrecipes.errors import ConfigError
+
+ALL = "all"
+
+
+def counts(spec: str) -> list[int | None]:
+    """`"5,10,50,all"` -> `[5, 10, 50, None]` (None: every training example).
+
+    Raises:
+        ConfigError: an entry that is neither a positive whole number nor `all`.
+    """
+    out: list[int | None] = []
+    for item in (s.strip() for s in spec.split(",")):
+        if item == ALL:
+            out.append(None)
+        elif item.isdigit() and int(item) > 0:
+            out.append(int(item))
+        else:
+            raise ConfigError(
+                f"--study {spec!r}: {item!r} is not a label count. Give labels per class, "
+                "comma-separated, with `all` for every example: --study 5,10,50,all."
+            )
+    return out
+
+
+def _label(count: int | None) -> str:
+    return ALL if count is None else str(count)
+
+
+def _slug(arm: str) -> str:
+    return arm.replace(" ", "-")
+
+
+def run(recipe: Recipe, config: RecipeConfig, run_dir: Path, *, resume: bool = False) -> dict:
+    """Trains every arm at every label count of `config.study` with `config.study_seeds` seeds.
+
+    Returns:
+        The summary also written to `study.json`: per-run rows, and per arm and count the mean,
+        standard deviation, minimum and maximum of test accuracy.
+    """
+    arms: dict[str, dict[str, Any]] = type(config).STUDY_ARMS
+    run_dir = Path(run_dir)
+    training.prepare_run_dir(run_dir, resume)
+    if not resume:
+        config.save(run_dir / "config.json")
+    seeds = range(config.seed, config.seed + config.study_seeds)
+    jobs = [(arm, n, s) for n in counts(config.study) for s in seeds for arm in arms]
+    rows = []
+    for arm, count, seed in progress.bar(jobs, total=len(jobs), desc="few-label study", unit="run"):
+        sub = run_dir / _slug(arm) / f"{_label(count)}-per-class" / f"seed-{seed}"
+        if (sub / "metrics.json").exists():
+            metrics = json.loads((sub / "metrics.json").read_text())
+        else:
+            print(f"\n== {arm}, {_label(count)} labels per class, seed {seed}: {sub}", flush=True)
+            sub_config = dataclasses.replace(
+                config, study="", labels_per_class=count, seed=seed, **arms[arm]
+            )
+            resumable = (sub / "config.json").exists()
+            metrics = training.train(recipe, sub_config, sub, resume=resumable).metrics
+        rows.append(
+            {
+                "arm": arm,
+                "labels_per_class": _label(count),
+                "seed": seed,
+                "test_accuracy": metrics["accuracy"],
+                "val_accuracy": metrics["best_val_accuracy"],
+            }
+        )
+    summary = {"arms": list(arms), "runs": rows, "table": _table(rows, list(arms))}
+    reports.write_json(run_dir / "study.json", summary)
+    _plot(summary, run_dir / "study.png")
+    _report(recipe, config, summary, run_dir)
+    return summary
+
+
+def _table(rows: list[dict], arms: list[str]) -> list[dict]:
+    """Per label count: each arm's mean, std (over seeds), min and max test accuracy."""
+    table = []
+    for count in dict.fromkeys(r["labels_per_class"] for r in rows):
+        entry: dict[str, Any] = {"labels_per_class": count}
+        for arm in arms:
+            acc = np.array(
+                [
+                    r["test_accuracy"]
+                    for r in rows
+                    if r["arm"] == arm and r["labels_per_class"] == count
+                ]
+            )
+            entry[arm] = {
+                "mean": float(acc.mean()),
+                "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                "min": float(acc.min()),
+                "max": float(acc.max()),
+                "seeds": len(acc),
+            }
+        table.append(entry)
+    return table
+
+
+def _plot(summary: dict, out: Path) -> None:
+    """Mean test accuracy (bars: standard deviation over seeds) against labels per class."""
+    import matplotlib.pyplot as plt  # reports has set the Agg backend
+
+    table = summary["table"]
+    x = np.arange(len(table))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for arm in summary["arms"]:
+        means = [100 * e[arm]["mean"] for e in table]
+        stds = [100 * e[arm]["std"] for e in table]
+        ax.errorbar(x, means, yerr=stds, marker="o", capsize=4, label=arm)
+    ax.set_xticks(x, [e["labels_per_class"] for e in table])
+    ax.set_xlabel("labelled training examples per class")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def table_markdown(summary: dict) -> str:
+    """The study's table as markdown: mean ± std per arm, and the first arm minus the second."""
+    arms = summary["arms"]
+    seeds = summary["table"][0][arms[0]]["seeds"] if summary["table"] else 0
+    head = ["labels per class", *(f"{a} (mean ± std, {seeds} seeds)" for a in arms)]
+    if len(arms) == 2:
+        head.append(f"{arms[0]} - {arms[1]}")
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for entry in summary["table"]:
+        cells = [entry["labels_per_class"]]
+        cells += [f"{100 * entry[a]['mean']:.1f}% ± {100 * entry[a]['std']:.1f}" for a in arms]
+        if len(arms) == 2:
+            cells.append(f"{100 * (entry[arms[0]]['mean'] - entry[arms[1]]['mean']):+.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _report(recipe: Recipe, config: RecipeConfig, summary: dict, run_dir: Path) -> None:
+    seeds = config.study_seeds
+    lines = [
+        f"# {recipe.name}: few-label study on {config.dataset}",
+        "",
+        f"Test accuracy of every arm at each number of labelled training examples per class, "
+        f"{seeds} seeds each (seeds {config.seed}-{config.seed + seeds - 1}: the examples "
+        "kept and the initialisation change with the seed). Every run has its own run "
+        "directory below this one.",
+        "",
+        table_markdown(summary),
+        "",
+        "![accuracy against labels per class](study.png)",
+        "",
+        "## Config",
+        "",
+        "```json",
+        json.dumps(config.to_dict(), indent=2),
+        "```",
+        "",
+    ]
+    (run_dir / "report.md").write_text("\n".join(lines))
