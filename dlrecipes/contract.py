@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -37,3 +38,17 @@ class Recipe:
     build_hypermodel: Callable[[Any, DataInfo], Any]
     report_extra: Callable[[Splits, np.ndarray, np.ndarray], str] | None = None
     phases: Callable[[Any], list[Phase]] | None = None
+
+    @classmethod
+    def from_module(cls, name: str, module: types.ModuleType) -> Recipe:
+        """The recipe a `recipe.py` module defines: its `Config`, `load_data`, `build_model`,
+        `build_hypermodel`, and `report_extra` and `phases` where it has them."""
+        return cls(
+            name,
+            module.Config,
+            module.load_data,
+            module.build_model,
+            module.build_hypermodel,
+            report_extra=getattr(module, "report_extra", None),
+            phases=getattr(module, "phases", None),
+        )

@@ -59,6 +59,14 @@ def recipe_module(name: str) -> types.ModuleType:
     return module
 
 
+def recipe(name: str):
+    """`recipes/<name>/recipe.py` as the `dlrecipes.Recipe` its `main()` hands the command line
+    (with its optional parts, `report_extra` and `phases`, when it defines them)."""
+    import dlrecipes
+
+    return dlrecipes.Recipe.from_module(name, recipe_module(name))
+
+
 def recipe_main(name: str):
     """The `main(argv)`-like entry of `recipes/<name>/recipe.py`, run in this process.
 
@@ -66,8 +74,5 @@ def recipe_main(name: str):
     """
     import dlrecipes
 
-    module = recipe_module(name)
-    recipe = dlrecipes.Recipe(
-        name, module.Config, module.load_data, module.build_model, module.build_hypermodel
-    )
-    return lambda *argv: dlrecipes.cli.run(recipe, [str(a) for a in argv])
+    entry = recipe(name)
+    return lambda *argv: dlrecipes.cli.run(entry, [str(a) for a in argv])

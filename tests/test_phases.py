@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 
 import keras
@@ -17,7 +18,7 @@ import dlrecipes
 from dlrecipes import phases, training
 from dlrecipes.data import DataInfo
 from dlrecipes.models import bases, transfer, vision
-from tests.conftest import recipe_module
+from tests.conftest import recipe, recipe_module
 
 INFO = DataInfo("noise", tuple("0123"), (8, 8, 1))
 
@@ -121,14 +122,7 @@ def image_base(tmp_path_factory):
 
 def test_a_run_killed_in_either_phase_or_between_them_resumes_from_its_backup(image_base, tmp_path):
     module = recipe_module("fine_tuning")
-    recipe = dlrecipes.Recipe(
-        "fine_tuning",
-        module.Config,
-        module.load_data,
-        module.build_model,
-        module.build_hypermodel,
-        phases=module.phases,
-    )
+    fine_tuning = recipe("fine_tuning")
     config = dataclasses.replace(
         module.Config().tiny(),
         base=str(image_base),
@@ -143,16 +137,20 @@ def test_a_run_killed_in_either_phase_or_between_them_resumes_from_its_backup(im
     run_dir = tmp_path / "run"
     killed = KillAt(1)  # in phase 1, as its second epoch begins
     with pytest.raises(Killed):
-        training.train(recipe, config, run_dir, extra_callbacks=[killed])
+        training.train(fine_tuning, config, run_dir, extra_callbacks=[killed])
     # Resumed, killed again as phase 2 begins, and again inside phase 2, then to the end.
     for next_kill, step in ((2, 10), (3, 0), (None, 10)):
         first = FirstEpoch()
         more = [KillAt(next_kill)] if next_kill else []
+        watch = [first, *more]
+        resume = functools.partial(
+            training.train, fine_tuning, config, run_dir, resume=True, extra_callbacks=watch
+        )
         if next_kill:
             with pytest.raises(Killed):
-                training.train(recipe, config, run_dir, resume=True, extra_callbacks=[first, *more])
+                resume()
         else:
-            result = training.train(recipe, config, run_dir, resume=True, extra_callbacks=[first])
+            result = resume()
         # It goes on with the next epoch, the weights and the optimizer step it was killed with:
         # 10 steps into phase 1, or phase 2's fresh optimizer, or 10 steps into phase 2.
         assert first.epoch == killed.epoch

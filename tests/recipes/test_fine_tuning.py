@@ -13,24 +13,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import dlrecipes
 from dlrecipes import data
-from tests.conftest import recipe_main, recipe_module
+from tests.conftest import recipe_main
 
 RUN_FILES = ["config.json", "history.csv", "metrics.json", "model.keras", "curves.png", "report.md"]
 
 
-def _main(*argv) -> int:
-    module = recipe_module("fine_tuning")
-    recipe = dlrecipes.Recipe(
-        "fine_tuning",
-        module.Config,
-        module.load_data,
-        module.build_model,
-        module.build_hypermodel,
-        phases=module.phases,
-    )
-    return dlrecipes.cli.run(recipe, [str(a) for a in argv])
+_main = recipe_main("fine_tuning")
 
 
 def _phases(run_dir: Path) -> list[str]:
