@@ -134,7 +134,7 @@ def fit(
             validation_data=validation,
             initial_epoch=start,
             epochs=end,
-            callbacks=[column, *callbacks],
+            callbacks=[column, *map(_fresh_ema_swap, callbacks)],
             verbose=verbose,
         )
         merged.epoch += history.epoch
@@ -150,6 +150,14 @@ def fit(
 
 def _find(callbacks: Sequence[keras.callbacks.Callback], kind: type) -> keras.callbacks.Callback:
     return next((c for c in callbacks if isinstance(c, kind)), None)
+
+
+def _fresh_ema_swap(callback: keras.callbacks.Callback) -> keras.callbacks.Callback:
+    """A new `SwapEMAWeights` for each phase. One that ended a phase believes the average is in
+    the model and would swap in the new optimizer's average, still zeros, at the next epoch."""
+    if isinstance(callback, keras.callbacks.SwapEMAWeights):
+        return keras.callbacks.SwapEMAWeights(swap_on_epoch=callback.swap_on_epoch)
+    return callback
 
 
 def _backed_up_epochs(backup: keras.callbacks.BackupAndRestore | None) -> int:

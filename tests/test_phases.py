@@ -38,7 +38,7 @@ def _changed(before: dict, after: dict, paths) -> list[str]:
     return [p for p in paths if not np.array_equal(before[p], after[p])]
 
 
-def test_phase_one_trains_the_head_only_and_phase_two_the_top_but_never_batch_norm():
+def test_phase_one_trains_the_head_alone_and_phase_two_the_top_with_fixed_statistics():
     base = bases.load("mobilenet_v3_small", pretrained=False, input_size=32)
     model = transfer.classifier(base, INFO, dropout=0.0)
     rng = np.random.default_rng(0)
@@ -62,26 +62,63 @@ def test_phase_one_trains_the_head_only_and_phase_two_the_top_but_never_batch_no
         verbose=0,
     )
     assert history.epoch == [0, 1] and history.history["phase"] == [1, 2]
-    base_paths = [w.path for w in model.get_layer("base").weights]
-    head_paths = ["predictions/kernel", "predictions/bias"]
-    units = transfer.units(model)
-    top = [w.path for layer in units[-3:] for w in layer.weights]
-    below = [w.path for layer in units[:-3] for w in layer.weights]
+    after_head, after_tuning = snapshots.after
+    layers = transfer.leaves(model.get_layer("base"))
+    first = layers.index(transfer.units(model)[-3])  # the lowest unit phase 2 trains
     norms = [
         w.path
-        for layer in transfer._leaves(model.get_layer("base"))
+        for layer in layers
         if isinstance(layer, keras.layers.BatchNormalization)
         for w in layer.weights
     ]
-    assert len(norms) > 40 and any("moving_variance" in p for p in norms)
-    after_head, after_tuning = snapshots.after
-    assert _changed(initial, after_head, base_paths) == []  # moving statistics included
-    assert set(_changed(initial, after_head, head_paths)) == set(head_paths)
-    assert set(_changed(after_head, after_tuning, [p for p in top if "kernel" in p])) == {
-        p for p in top if "kernel" in p
-    }
+    top = [w.path for layer in layers[first:] for w in layer.weights if w.path not in norms]
+    below = [w.path for layer in layers[:first] for w in layer.weights]
+    head = ["predictions/kernel", "predictions/bias"]
+    assert len(norms) > 40 and any(p.endswith("/moving_variance") for p in norms)
+    # Phase 1: the head alone; every weight of the base as it was, moving statistics included.
+    assert _changed(initial, after_head, top + below) == [] and _changed(initial, after_head, head)
+    # Phase 2: every kernel of the top moves; nothing below does, and no batch-norm weight
+    # anywhere: frozen, batch norm runs in inference mode and keeps its moving statistics.
+    kernels = [p for p in top if p.endswith("kernel")]
+    assert len(kernels) >= 3 and set(_changed(after_head, after_tuning, kernels)) == set(kernels)
     assert _changed(after_head, after_tuning, below) == []
     assert _changed(initial, after_tuning, norms) == []
+
+
+class Starts(keras.callbacks.Callback):
+    """The first layer's kernel as every epoch begins (after the EMA swap, when there is one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernels: list[np.ndarray] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.kernels.append(self.model.layers[0].kernel.numpy().copy())
+
+
+def test_weight_averaging_carries_over_into_the_next_phase():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, (x[:, 0] > 0).astype("int64"))).batch(8)
+    config = dlrecipes.RecipeConfig(epochs=1, ema=0.9, warmup_epochs=0.0)
+
+    def train_only_last(m):
+        m.layers[0].trainable = False
+
+    def train_both(m):
+        m.layers[0].trainable = True
+
+    plan = [phases.Phase("head", config, train_only_last), phases.Phase("all", config, train_both)]
+    initial = model.layers[0].kernel.numpy().copy()
+    starts = Starts()
+    swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
+    phases.fit(
+        model, plan, data, data, steps_per_epoch=1, compile=training.compile_model,
+        callbacks=[swap, starts], verbose=0,
+    )  # fmt: skip
+    # Phase 2 starts with the weights phase 1 left (the frozen layer's: untouched), not with
+    # the new optimizer's average, which is zeros until its first step.
+    np.testing.assert_array_equal(starts.kernels[1], initial)
 
 
 class Killed(Exception):

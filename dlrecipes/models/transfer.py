@@ -6,10 +6,12 @@ the resize into the base's input, the channels it reads and its own pixel prepro
 model takes what the dataset holds (strings, or uint8 images of the dataset's size) and reloads
 from `model.keras` in safe mode with built-in Keras and keras-hub layers only.
 
-The base is called with `training=False`: its batch-normalization layers use their moving
-statistics and never update them, and its dropout is off, whichever layers train. `unfreeze`
-decides which do: the top N *units* of the base (layers holding weights, batch norm aside; a
-transformer block counts as one), or all of them; batch-norm layers stay frozen.
+`unfreeze` decides which layers train: the new head, and the top N *units* of the base (layers
+holding weights, batch norm aside; a transformer block counts as one), or all of them. Batch
+norm stays frozen, and that is what keeps it in inference mode: in Keras 3 the `training` flag
+of `fit` reaches every layer of a nested model, so calling the base with `training=False` would
+not (keras-team/keras#20285), but a frozen BatchNormalization normalizes with its moving
+statistics and never updates them. The base's dropout follows `fit`'s flag like any layer's.
 
 Example:
 
@@ -34,7 +36,6 @@ def classifier(
     info: DataInfo,
     *,
     dropout: float = 0.1,
-    frozen: bool = True,
     sequence_length: int = 64,
     margin: float = 0.0,
     augment: Augment | None = None,
@@ -46,8 +47,6 @@ def classifier(
         base: the pretrained (or freshly initialised) base.
         info: the dataset's info: input shape and classes.
         dropout: dropout rate before the new softmax layer.
-        frozen: call the base with `training=False` (the fine-tuning protocol). False calls it
-            as usual, batch norm learning its statistics: for a base trained from scratch.
         sequence_length: word pieces per text, `[CLS]` and `[SEP]` included (BERT bases).
         margin: for images, the border left around the image inside the base's input, as a
             fraction of its side (MNIST digits fill a 20x20 box centred in 28x28: 4/28).
@@ -57,15 +56,14 @@ def classifier(
     Returns:
         An uncompiled model from a batch of raw inputs to class probabilities.
     """
-    call = {"training": False} if frozen else {}
     if base.reads == "tokens":
         inputs = keras.Input(shape=(), dtype="string", name="text")
-        vectors, mask = _bert_inputs(base, inputs, sequence_length, call)
+        vectors, mask = _bert_inputs(base, inputs, sequence_length)
         weights = ops.expand_dims(ops.cast(mask, vectors.dtype), -1)
         features = ops.sum(vectors * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
     elif base.reads == "strings":
         inputs = keras.Input(shape=(), dtype="string", name="text")
-        features = base.model(inputs, **call)
+        features = base.model(inputs)
     else:
         inputs = keras.Input(shape=tuple(info.input_shape), dtype="uint8", name="image")
         x = _fit_images(inputs, base, margin)
@@ -76,7 +74,7 @@ def classifier(
             x = layers.Normalization(mean=CAFFE_MEAN, variance=(1.0, 1.0, 1.0))(x)
         if base.model.inputs[0].dtype == "uint8":
             x = ops.cast(ops.round(ops.clip(x, 0, 255)), "uint8")
-        features = base.model(x, **call)
+        features = base.model(x)
         if len(features.shape) == 4:
             features = layers.GlobalAveragePooling2D(name="pool")(features)
     x = layers.Dropout(dropout, name="head_dropout")(features) if dropout else features
@@ -87,7 +85,7 @@ def classifier(
     return keras.Model(inputs, outputs, name="fine_tuned")
 
 
-def _bert_inputs(base: Base, texts, sequence_length: int, call: dict):
+def _bert_inputs(base: Base, texts, sequence_length: int):
     """Strings -> WordPiece ids packed as `[CLS] ... [SEP]` -> the base's per-piece vectors."""
     vocabulary = list(base.vocabulary)
     tokenize = keras_hub.tokenizers.WordPieceTokenizer(
@@ -105,8 +103,7 @@ def _bert_inputs(base: Base, texts, sequence_length: int, call: dict):
         layer.supports_jit = False  # string ops: Keras then compiles the model without XLA
     token_ids, mask = pack(tokenize(texts))
     vectors = base.model(
-        {"token_ids": token_ids, "segment_ids": ops.zeros_like(token_ids), "padding_mask": mask},
-        **call,
+        {"token_ids": token_ids, "segment_ids": ops.zeros_like(token_ids), "padding_mask": mask}
     )
     return vectors, mask
 
@@ -131,11 +128,11 @@ def _fit_images(images, base: Base, margin: float):
     return x
 
 
-def _leaves(model: keras.Model) -> list[keras.layers.Layer]:
+def leaves(model: keras.Model) -> list[keras.layers.Layer]:
     """The layers of `model`, nested models opened up, in the order the data flows."""
     out = []
     for layer in model.layers:
-        out.extend(_leaves(layer) if isinstance(layer, keras.Model) else [layer])
+        out.extend(leaves(layer) if isinstance(layer, keras.Model) else [layer])
     return out
 
 
@@ -149,7 +146,7 @@ def units(model: keras.Model) -> list[keras.layers.Layer]:
     _set_trainable(base)
     return [
         layer
-        for layer in _leaves(base)
+        for layer in leaves(base)
         if not isinstance(layer, keras.layers.BatchNormalization) and layer.trainable_weights
     ]
 
@@ -189,10 +186,14 @@ def _count(top: str | int, available: int) -> int:
 def unfreeze(model: keras.Model, top: str | int, *, batch_norm: bool = False) -> None:
     """Sets which layers train: the head, and the top `top` units of the base (`all`: every one).
 
+    Batch-norm layers stay frozen, which in Keras 3 also keeps them in inference mode: they
+    normalize with their moving statistics and never update them.
+
     Args:
         model: a `classifier`.
         top: units of the base that train, counted from its output; 0 trains the head alone.
-        batch_norm: let batch-norm layers train too (only for a base trained from scratch).
+        batch_norm: let batch-norm layers learn too, statistics included (training mode): only
+            for a base trained from scratch.
 
     Raises:
         ConfigError: `top` is more than the base has.
@@ -202,6 +203,6 @@ def unfreeze(model: keras.Model, top: str | int, *, batch_norm: bool = False) ->
     for layer in found[: len(found) - _count(top, len(found))]:
         layer.trainable = False
     if not batch_norm:
-        for layer in _leaves(model.get_layer(NAME)):
+        for layer in leaves(model.get_layer(NAME)):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False

@@ -17,10 +17,9 @@ real 8x8 digits, to which the image study transfers a network trained on MNIST.
 
 The protocol: phase 1 trains a new head on the frozen base (`--head-epochs`, at
 `--head-learning-rate`); phase 2 unfreezes the top `--unfreeze` layers of the base (or `all`),
-compiles again and goes on at the lower `--learning-rate` for `--epochs`. The base runs in
-inference mode throughout (batch norm keeps its statistics, its dropout is off). Both phases
-write one history.csv and curves.png; the best epoch by validation accuracy over both phases is
-the model that gets scored and saved.
+compiles again and goes on at the lower `--learning-rate` for `--epochs`. Batch norm stays
+frozen, in inference mode, throughout. Both phases write one history.csv and curves.png; the
+best epoch by validation accuracy over both phases is the model that gets scored and saved.
 """
 
 from __future__ import annotations
@@ -183,7 +182,6 @@ def build_model(config: Config, info: data.DataInfo) -> keras.Model:
         base,
         info,
         dropout=config.dropout,
-        frozen=not config.from_scratch,
         sequence_length=config.sequence_length,
         margin=config.margin,
         augment=data.Augment(

@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dlrecipes import data
+from dlrecipes import data, study
+from dlrecipes.models import vision
 from tests.conftest import recipe_main
 
 RUN_FILES = ["config.json", "history.csv", "metrics.json", "model.keras", "curves.png", "report.md"]
-
-
 _main = recipe_main("fine_tuning")
 
 
@@ -27,49 +26,36 @@ def _phases(run_dir: Path) -> list[str]:
         return [row["phase"] for row in csv.DictReader(f)]
 
 
-@pytest.fixture(scope="module")
-def text_run(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("text") / "run"
+def test_tiny_text_run_writes_both_phases_and_a_model_that_reads_raw_sentences(tmp_path):
+    run_dir = tmp_path / "run"
     assert _main("train", "--tiny", "--run-dir", run_dir) == 0
-    return run_dir
-
-
-def test_tiny_text_run_writes_both_phases_into_one_run(text_run):
     for name in RUN_FILES:
-        assert (text_run / name).stat().st_size > 0, name
-    assert not (text_run / "backup").exists()
-    assert _phases(text_run) == ["1", "2"]
-    metrics = json.loads((text_run / "metrics.json").read_text())
+        assert (run_dir / name).stat().st_size > 0, name
+    assert not (run_dir / "backup").exists()
+    assert _phases(run_dir) == ["1", "2"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["num_examples"] == 1275 and metrics["epochs_run"] == 2
-    config = json.loads((text_run / "config.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
     assert config["base"] == "tiny-bert" and config["labels_per_class"] == 50
 
-
-def test_text_model_reloads_in_safe_mode_and_scores_like_training(text_run, capsys):
-    model = keras.saving.load_model(text_run / "model.keras", safe_mode=True)
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     assert not model.compiled  # saved without the optimizer state of its phase
     probs = model.predict(tf.constant(["A wonderful, moving film.", "", "Dull."]), verbose=0)
     assert probs.shape == (3, 2)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
-    assert _main("evaluate", "--model", text_run / "model.keras") == 0
-    scored = json.loads((text_run / "eval-rt_snippets.json").read_text())
-    trained = json.loads((text_run / "metrics.json").read_text())
-    assert scored["accuracy"] == pytest.approx(trained["accuracy"])
+    assert _main("evaluate", "--model", run_dir / "model.keras") == 0
+    scored = json.loads((run_dir / "eval-rt_snippets.json").read_text())
+    assert scored["accuracy"] == pytest.approx(metrics["accuracy"])
 
 
-@pytest.fixture(scope="module")
-def image_base(tmp_path_factory) -> Path:
-    """The image recipe's tiny run: a convnet trained on MNIST digits for two short epochs."""
-    run_dir = tmp_path_factory.mktemp("image") / "run"
-    assert recipe_main("image_classification")("train", "--tiny", "--run-dir", run_dir) == 0
-    return run_dir / "model.keras"
-
-
-def test_an_image_run_fine_tuned_on_digits_reads_raw_8x8_images(image_base, tmp_path):
+def test_an_image_run_fine_tuned_on_digits_reads_raw_8x8_images(tmp_path):
+    # The base: the image recipe's tiny run, a convnet trained on MNIST for two short epochs.
+    image_run = tmp_path / "image"
+    assert recipe_main("image_classification")("train", "--tiny", "--run-dir", image_run) == 0
     run_dir = tmp_path / "run"
     status = _main(
-        "train", "--tiny", "--base", image_base, "--dataset", "digits", "--margin", "0.143",
-        "--run-dir", run_dir,
+        "train", "--tiny", "--base", image_run / "model.keras", "--dataset", "digits",
+        "--margin", "0.143", "--run-dir", run_dir,
     )  # fmt: skip
     assert status == 0 and _phases(run_dir) == ["1", "2"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -81,22 +67,26 @@ def test_an_image_run_fine_tuned_on_digits_reads_raw_8x8_images(image_base, tmp_
     assert (model.predict(images, verbose=0).argmax(-1) == labels).mean() > 0.5
 
 
-def test_few_label_study_compares_fine_tuning_with_scratch_and_resumes(
-    image_base, tmp_path, capsys
-):
+@pytest.fixture(scope="module")
+def convnet(tmp_path_factory) -> Path:
+    """An untrained image model of this project, saved: a base for checks of the machinery."""
+    path = tmp_path_factory.mktemp("convnet") / "model.keras"
+    vision.convnet((28, 28, 1), 10, widths=(4, 8), convs_per_stage=1, head="flatten").save(path)
+    return path
+
+
+def test_few_label_study_compares_fine_tuning_with_scratch_and_resumes(convnet, tmp_path, capsys):
     run_dir = tmp_path / "study"
-    args = ["--tiny", "--base", image_base, "--dataset", "digits", "--run-dir", run_dir]
-    assert _main("train", *args, "--study", "5", "--study-seeds", "2") == 0
+    args = ["--tiny", "--base", convnet, "--dataset", "digits", "--run-dir", run_dir]
+    assert _main("train", *args, "--study", "5", "--study-seeds", "1", "--seed", "3") == 0
     summary = json.loads((run_dir / "study.json").read_text())
     assert summary["arms"] == ["fine-tuned", "from scratch"]
     assert [(r["arm"], r["seed"]) for r in summary["runs"]] == [
-        ("fine-tuned", 0), ("from scratch", 0), ("fine-tuned", 1), ("from scratch", 1)
+        ("fine-tuned", 3), ("from scratch", 3)
     ]  # fmt: skip
-    for arm in summary["arms"]:
-        runs = [r["test_accuracy"] for r in summary["runs"] if r["arm"] == arm]
-        assert summary["table"][0][arm]["mean"] == pytest.approx(np.mean(runs))
-        assert summary["table"][0][arm]["std"] == pytest.approx(np.std(runs, ddof=1))
-    sub = run_dir / "from-scratch" / "5-per-class" / "seed-1"
+    for arm, run in zip(summary["arms"], summary["runs"], strict=True):
+        assert summary["table"][0][arm]["mean"] == run["test_accuracy"]
+    sub = run_dir / "from-scratch" / "5-per-class" / "seed-3"
     assert json.loads((sub / "config.json").read_text())["from_scratch"] is True
     assert _phases(sub) == ["1", "1"]  # one phase, as long as the two of fine-tuning
     report = (run_dir / "report.md").read_text()
@@ -110,10 +100,29 @@ def test_few_label_study_compares_fine_tuning_with_scratch_and_resumes(
     assert "fine-tuned - from scratch" in capsys.readouterr().out
 
 
-def test_search_trains_both_phases_of_every_trial(image_base, tmp_path):
+def test_study_table_gives_mean_and_spread_over_seeds():
+    rows = [
+        {"arm": arm, "labels_per_class": count, "seed": seed, "test_accuracy": acc}
+        for arm, count, seed, acc in [
+            ("a", "5", 0, 0.90), ("b", "5", 0, 0.80), ("a", "5", 1, 0.94),
+            ("b", "5", 1, 0.84), ("a", "all", 0, 0.99), ("b", "all", 0, 0.98),
+            ("a", "all", 1, 0.97), ("b", "all", 1, 0.98),
+        ]
+    ]  # fmt: skip
+    table = study._table(rows, ["a", "b"])
+    assert [e["labels_per_class"] for e in table] == ["5", "all"]
+    assert table[0]["a"]["mean"] == pytest.approx(0.92)
+    assert table[0]["a"]["std"] == pytest.approx(np.std([0.90, 0.94], ddof=1))
+    assert table[1]["b"] == {"mean": 0.98, "std": 0.0, "min": 0.98, "max": 0.98, "seeds": 2}
+    markdown = study.table_markdown({"arms": ["a", "b"], "table": table})
+    assert "| 5 | 92.0% ± 2.8 | 82.0% ± 2.8 | +10.0 |" in markdown
+    assert "| all | 98.0% ± 1.4 | 98.0% ± 0.0 | +0.0 |" in markdown
+
+
+def test_search_trains_both_phases_of_every_trial(convnet, tmp_path):
     directory = tmp_path / "tuning"
     status = _main(
-        "tune", "--tiny", "--base", image_base, "--dataset", "digits", "--tuner", "random",
+        "tune", "--tiny", "--base", convnet, "--dataset", "digits", "--tuner", "random",
         "--max-trials", "1", "--directory", directory,
     )  # fmt: skip
     assert status == 0
@@ -126,33 +135,27 @@ BAD_INPUT = {
     "unreadable base": (["--base", "{tmp}/junk.keras"], "is not a readable Keras model"),
     "unknown base": (["--base", "bert"], "Unknown base 'bert'"),
     "text base, images": (["--dataset", "digits"], "reads text, but --dataset digits holds images"),
-    "image base, text": (
-        ["--base", "{image}"],
-        "reads images, but --dataset rt_snippets holds text",
-    ),
+    "image base, text": (["--base", "{convnet}"], "reads images, but --dataset rt_snippets holds"),
     "too many labels": (
-        ["--base", "{image}", "--dataset", "digits", "--labels-per-class", "500"],
+        ["--base", "{convnet}", "--dataset", "digits", "--labels-per-class", "500"],
         "--labels-per-class 500 is not possible",
     ),
     "unfreeze too deep": (
-        ["--base", "{image}", "--dataset", "digits", "--unfreeze", "9"],
+        ["--base", "{convnet}", "--dataset", "digits", "--unfreeze", "9"],
         "--unfreeze 9 is more than the base has: 2 layers",
     ),
-    "offline weights": (
-        ["--base", "resnet50", "--dataset", "digits"],
-        "needs its ImageNet weights",
-    ),
+    "offline weights": (["--base", "resnet50", "--dataset", "digits"], "needs its ImageNet"),
 }
 
 
 @pytest.mark.parametrize("case", BAD_INPUT)
 def test_bad_input_is_one_line_and_leaves_no_finished_run(
-    case, image_base, tmp_path, capsys, monkeypatch
+    case, convnet, tmp_path, capsys, monkeypatch
 ):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # no cached ImageNet weights
     (tmp_path / "junk.keras").write_bytes(b"not a model")
     flags, expected = BAD_INPUT[case]
-    flags = [f.format(tmp=tmp_path, image=image_base) for f in flags]
+    flags = [f.format(tmp=tmp_path, convnet=convnet) for f in flags]
     run_dir = tmp_path / "run"
     assert _main("train", "--tiny", *flags, "--run-dir", run_dir) == 2
     err = capsys.readouterr().err.strip()
