@@ -72,8 +72,9 @@ class Config(dlrecipes.RecipeConfig):
     margin: float = 0.0  # images: border inside the base's input (MNIST bases: 4/28 = 0.143)
     dropout: float = 0.1  # before the new head
     from_scratch: bool = False  # the study's baseline: same network, random weights, one phase
-    # --- phase 1: the new head alone, on the frozen base
-    head_epochs: int = 1
+    # --- phase 1: the new head alone, on the frozen base. For MiniLM it did not help: one head
+    # epoch first, 83.45% validation (84.31% test); straight to phase 2, 83.53% (83.69%).
+    head_epochs: int = 0
     head_learning_rate: float = 1e-3
     # --- phase 2: the top of the base too, about ten times slower
     unfreeze: str = "all"  # units of the base that train, from the top (0 = the head only)
