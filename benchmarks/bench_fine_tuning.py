@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -32,7 +33,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from common import REPO, EpochClock, load_recipe, write_result
+from common import REPO, RESULTS, EpochClock, load_recipe, write_result
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
@@ -80,7 +81,7 @@ def image_study(tmp: Path) -> None:
                 "scratch_std": round(scratch["std"], 4),
                 "difference_pts": round(100 * (ours["mean"] - scratch["mean"]), 2),
                 "per_seed": " ".join(
-                    f"{r['arm'][:1]}{r['seed']}:{r['test_accuracy']:.4f}"
+                    f"{'ft' if r['arm'] == arms[0] else 'sc'}{r['seed']}:{r['test_accuracy']:.4f}"
                     for r in summary["runs"]
                     if r["labels_per_class"] == entry["labels_per_class"]
                 ),
@@ -96,9 +97,11 @@ def image_study(tmp: Path) -> None:
         f"test split: 539 images (one standard error is about 0.7 points at 97%). Seeds 0-2 "
         f"change the labelled examples kept and the initialisation. Targets: >= 95% at 10 "
         f"labels per class: {at_ten:.2%} ({'met' if at_ten >= 0.95 else 'NOT met'}); ahead "
-        f"of scratch at every count: {'yes' if ahead else 'NO'}. The study's 24 runs took "
-        f"{minutes:.1f} min; load average at start {start_load}, at end {load()} (2 cores)."
+        f"of scratch at every count: {'yes' if ahead else 'NO'}. The study's "
+        f"{len(summary['runs'])} runs took {minutes:.1f} min; load average at start "
+        f"{start_load}, at end {load()} (2 cores)."
     )
+    shutil.copy(tmp / "study" / "study.png", RESULTS / "fine_tuning_image.png")
     write_result(
         "fine_tuning_image",
         "Fine-tuning: few-label study, MNIST convnet -> 8x8 digits",
