@@ -44,9 +44,9 @@ text-bilstm: $(STAMP) ## train the text recipe on Rotten Tomatoes snippets: make
 	$(PY) recipes/text_bilstm/recipe.py train $(ARGS)
 
 # Any recipe: tune-text-bilstm runs recipes/text_bilstm/recipe.py. WORKERS=N: a keras-tuner chief and
-# N workers on 127.0.0.1 (dlrecipes/tuning_launch.py); recipes/TUNING.md shows several hosts.
+# N workers on 127.0.0.1 (dlrecipes/tuning/launch.py); recipes/TUNING.md shows several hosts.
 tune-%: $(STAMP) ## tune a recipe: make tune-image-classification ARGS="--tuner random" WORKERS=2
-	$(PY) -m dlrecipes.tuning_launch --workers $(WORKERS) -- \
+	$(PY) -m dlrecipes.tuning.launch --workers $(WORKERS) -- \
 		$(PY) recipes/$(subst -,_,$*)/recipe.py tune $(ARGS)
 
 clean: ## remove .venv and runs/

@@ -6,7 +6,7 @@
    recipe. Its best hyperparameters and the recipe's defaults are then each trained from scratch by
    `train` for the same 4 epochs, and their best validation accuracies are compared.
 2. The same small random search (tiny models, 4 trials of 2 epochs) run by a chief with one worker
-   and by a chief with two workers, through `dlrecipes.tuning_launch`; wall time of each.
+   and by a chief with two workers, through `dlrecipes.tuning.launch`; wall time of each.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def workers_wall_time(work: Path) -> list[dict]:
     for workers in (1, 2):
         directory = work / f"workers-{workers}"
         command = [
-            sys.executable, "-m", "dlrecipes.tuning_launch", "--workers", str(workers), "--",
+            sys.executable, "-m", "dlrecipes.tuning.launch", "--workers", str(workers), "--",
             sys.executable, str(RECIPE), "tune", *WORKER_SEARCH,
             "--directory", str(directory), "--overwrite",
         ]  # fmt: skip
@@ -145,7 +145,7 @@ def main() -> None:
         "One tuning worker against two, same random search (tiny models), one 2-core host",
         workers,
         notes=(
-            "Wall time of `python -m dlrecipes.tuning_launch --workers N -- ... tune "
+            "Wall time of `python -m dlrecipes.tuning.launch --workers N -- ... tune "
             f"{' '.join(WORKER_SEARCH)}`, chief start and its 20 s exit check included. "
             "Both workers share the same 2 cores, so the gain comes only from overlapping "
             "process start-up, graph tracing and input work, not from more compute."

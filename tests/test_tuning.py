@@ -15,8 +15,9 @@ from pathlib import Path
 import keras_tuner
 import pytest
 
-from dlrecipes import cli, tuning, tuning_report
+from dlrecipes import cli, tuning
 from dlrecipes.contract import Recipe
+from dlrecipes.tuning import report as tuning_report
 from tests.conftest import ROOT, recipe_module
 
 RECIPE = ROOT / "recipes" / "image_classification" / "recipe.py"

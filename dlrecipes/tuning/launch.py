@@ -1,6 +1,6 @@
 """Starts a Keras Tuner chief and N workers on this host, and waits for all of them.
 
-    python -m dlrecipes.tuning_launch --workers 2 -- \\
+    python -m dlrecipes.tuning.launch --workers 2 -- \\
         python recipes/image_classification/recipe.py tune --tuner random --max-trials 8
 
 This is process management only: every process runs the same `tune` command, and keras-tuner's
@@ -26,12 +26,11 @@ import threading
 import time
 from collections.abc import Sequence
 
+from dlrecipes.tuning.searching import READY
+
 # keras-tuner's chief checks every 20 s whether every worker has left; allow a few checks.
 CHIEF_GRACE_SECONDS = 75.0
 POLL_SECONDS = 0.5
-# `tuning.search` prints this once its data is prepared, just before it starts searching.
-# Workers start after it: processes preparing the same TFDS dataset at once collide.
-READY = "search ready"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -183,7 +182,7 @@ def _finish(chief: _Process, procs: dict[str, _Process], failed: dict[str, int])
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m dlrecipes.tuning_launch",
+        prog="python -m dlrecipes.tuning.launch",
         description="Run a Keras Tuner chief and N workers on this host and wait for them.",
     )
     parser.add_argument("--workers", type=int, default=2, help="worker processes (0 = no chief)")
