@@ -127,17 +127,23 @@ def table(comparison: dict[str, Any]) -> str:
         ("test accuracy", f"{t['accuracy']:.2%}", f"{s['accuracy']:.2%}",
          f"{100 * (s['accuracy'] - t['accuracy']):+.2f} points"),
         ("parameters", f"{t['parameters']:,}", f"{s['parameters']:,}",
-         f"{t['parameters'] / s['parameters']:.1f}x fewer"),
+         _times(t["parameters"] / s["parameters"], "fewer", "more")),
         ("file size, no optimizer state", _mb(t["file_bytes"]), _mb(s["file_bytes"]),
-         f"{t['file_bytes'] / s['file_bytes']:.1f}x smaller"),
+         _times(t["file_bytes"] / s["file_bytes"], "smaller", "larger")),
         ("latency at batch 1", f"{t['latency_ms']:.2f} ms", f"{s['latency_ms']:.2f} ms",
-         f"{comparison['speedup_batch_1']:.1f}x faster"),
+         _times(comparison["speedup_batch_1"], "faster", "slower")),
         ("throughput at batch 256", f"{t['texts_per_second']:,.0f} texts/s",
-         f"{s['texts_per_second']:,.0f} texts/s", f"{comparison['speedup_batch_256']:.1f}x faster"),
+         f"{s['texts_per_second']:,.0f} texts/s",
+         _times(comparison["speedup_batch_256"], "faster", "slower")),
     ]  # fmt: skip
     lines = ["| | teacher | student | student vs teacher |", "|---|---|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _times(ratio: float, better: str, worse: str) -> str:
+    """`28.6x fewer` for a ratio of 28.6, `1.6x more` for 0.62."""
+    return f"{ratio:.1f}x {better}" if ratio >= 1 else f"{1 / ratio:.1f}x {worse}"
 
 
 def _mb(size: int) -> str:
