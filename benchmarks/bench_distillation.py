@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import keras
-from common import REPO, EpochClock, load_recipe, write_result
+from common import REPO, EpochClock, recipe_of, write_result
 
 import dlrecipes
 from dlrecipes import distillation, runtime, training
@@ -77,15 +77,7 @@ def main() -> None:
     parser.add_argument("--swap", default="corpus", choices=distillation.SWAPS)
     args = parser.parse_args()
 
-    module = load_recipe("text_bilstm")
-    recipe = dlrecipes.Recipe(
-        "text_bilstm",
-        module.Config,
-        module.load_data,
-        module.build_model,
-        module.build_hypermodel,
-        distill=module.distill,
-    )
+    module, recipe = recipe_of("text_bilstm")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         teacher_s = None

@@ -8,7 +8,7 @@ import json
 import keras
 import pytest
 
-from tests.conftest import recipe_module, run_cli
+from tests.conftest import recipe_main, run_cli
 
 WORDS = {
     "pos": ["wonderful", "moving", "superb", "funny", "charming", "clever", "warm", "gripping"],
@@ -18,19 +18,7 @@ COMMON = ["film", "story", "acting", "plot", "cast", "script", "ending", "score"
 TINY = ("--tiny", "--word-vectors", "none", "--batch-size", "16")
 
 
-def run(*argv) -> int:
-    import dlrecipes
-
-    module = recipe_module("text_bilstm")
-    recipe = dlrecipes.Recipe(
-        "text_bilstm",
-        module.Config,
-        module.load_data,
-        module.build_model,
-        module.build_hypermodel,
-        distill=module.distill,
-    )
-    return dlrecipes.cli.run(recipe, [str(a) for a in argv])
+run = recipe_main("text_bilstm")
 
 
 @pytest.fixture(scope="module")
