@@ -173,8 +173,11 @@ def main() -> None:
         f"faster at batch 1, {speedup_256:.1f}x at batch 256 (medians of 10 alternating turns, "
         "each model one compiled function on raw strings). Targets: "
         + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in targets.items())
-        + ". train_s: training epochs only (the teacher: its whole recipe run); the transfer set's "
-        f"labelling is cached after the first distilled run ({distilled[0]['wall_s']:.0f} s wall)."
+        + ". Parameters, file size and speed of both BiLSTM rows: the first distilled student "
+        "(the labels-alone model has the same architecture). train_s: training epochs only "
+        "(the teacher: its whole recipe run). Each seed draws its own transfer set, labelled by "
+        f"the teacher once and then cached (first distilled run: {distilled[0]['wall_s']:.0f} s "
+        "wall, labelling, training and report included)."
     )
     if args.tiny:
         print(*rows, notes, sep="\n")

@@ -3,12 +3,15 @@ whose model reloads in safe mode without dlrecipes, and one-line refusals of unu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import keras
 import pytest
 
-from tests.conftest import recipe_main, run_cli
+from dlrecipes import distillation
+from dlrecipes.distillation import transfer
+from tests.conftest import recipe_main, recipe_module, run_cli
 
 WORDS = {
     "pos": ["wonderful", "moving", "superb", "funny", "charming", "clever", "warm", "gripping"],
@@ -47,7 +50,7 @@ def test_a_distilled_run_writes_an_ordinary_student_and_a_side_by_side_report(
     monkeypatch.setenv("DLRECIPES_CACHE", str(root / "cache"))
     teacher = root / "teacher" / "model.keras"
     student = root / "student"
-    argv = ["train", *TINY, "--dataset", f"csv:{csv}", "--teacher", teacher, "--epochs", "3"]
+    argv = ["train", *TINY, "--dataset", f"csv:{csv}", "--teacher", teacher, "--epochs", "2"]
     assert run(*argv, "--run-dir", student) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(student)
 
@@ -86,6 +89,30 @@ def test_a_distilled_run_writes_an_ordinary_student_and_a_side_by_side_report(
     proc = run_cli("-c", probe, student / "model.keras")
     assert proc.stdout.split() == ["ok", "Functional"]
     assert keras.saving.load_model(student / "model.keras").compiled is False
+
+
+def test_the_recipes_transfer_set_holds_no_validation_or_test_text(reviews, monkeypatch):
+    root, csv = reviews
+    monkeypatch.setenv("DLRECIPES_CACHE", str(root / "cache"))
+    module = recipe_module("text_bilstm")
+    config = dataclasses.replace(
+        module.Config().tiny(),
+        dataset=f"csv:{csv}",
+        teacher=str(root / "teacher" / "model.keras"),
+        transfer_copies=8,
+    )
+    splits = module.load_data(config)
+    distilled = module.distill(config, splits)
+    transfer_texts, _ = distillation.texts_and_labels(distilled.train)
+    train_texts, _ = distillation.texts_and_labels(splits.train)
+    held_out = [
+        *distillation.texts_and_labels(splits.validation)[0],
+        *distillation.texts_and_labels(splits.test)[0],
+    ]
+    assert len(transfer_texts) > 4 * len(train_texts)
+    normalized = {transfer.normalize(t) for t in transfer_texts}
+    assert normalized.isdisjoint(transfer.normalize(t) for t in held_out)
+    assert set(train_texts) <= set(transfer_texts)
 
 
 def test_unusable_teachers_and_tune_with_a_teacher_stop_with_one_line(
