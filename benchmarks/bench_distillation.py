@@ -4,7 +4,7 @@ on the labels alone, and against its teacher on this CPU.
     python benchmarks/bench_distillation.py                  # trains the teacher first (~20 min)
                                                              # into runs/fine_tuning/bench-*/
     python benchmarks/bench_distillation.py --teacher runs/fine_tuning/ID/model.keras
-    python benchmarks/bench_distillation.py --tiny --seeds 1 --teacher T   # minutes; prints only
+    python benchmarks/bench_distillation.py --tiny --seeds 1   # minutes, tiny teacher; prints
 
 Without `--teacher` the teacher is trained by the fine-tuning recipe's own command line
 (`recipes/fine_tuning/recipe.py train`, its defaults) in a subprocess. Then, for each seed, the
@@ -41,16 +41,17 @@ from dlrecipes.distillation import compare
 DISTILLED_EPOCHS = 8  # DESIGN.md's measured setting: 8 epochs over the 5x transfer set
 
 
-def teacher_from_recipe() -> tuple[Path, float]:
-    """Trains the fine-tuning recipe with its defaults into runs/fine_tuning/ (kept, to reuse with
-    --teacher); its model.keras and the seconds it took."""
+def teacher_from_recipe(tiny: bool) -> tuple[Path, float]:
+    """Trains the fine-tuning recipe with its defaults (or `--tiny`) into runs/fine_tuning/ (kept,
+    to reuse with --teacher); its model.keras and the seconds it took."""
     script = REPO / "recipes" / "fine_tuning" / "recipe.py"
     if not script.exists():
         raise SystemExit(f"error: {script} does not exist; pass --teacher PATH/model.keras.")
     start = time.perf_counter()
     run_dir = runtime.new_run_dir(REPO / "runs", "fine_tuning", time.strftime("bench-%Y%m%d-%H%M"))
     print(f"Training the teacher into {run_dir}", flush=True)
-    proc = subprocess.run([sys.executable, str(script), "train", "--run-dir", str(run_dir)])
+    argv = [sys.executable, str(script), "train", "--run-dir", str(run_dir)]
+    proc = subprocess.run(argv + (["--tiny"] if tiny else []))
     if proc.returncode != 0:
         raise SystemExit(f"error: training the teacher failed (exit {proc.returncode}).")
     return run_dir / "model.keras", time.perf_counter() - start
@@ -84,7 +85,7 @@ def main() -> None:
         teacher_s = None
         teacher = args.teacher
         if teacher is None:
-            teacher, teacher_s = teacher_from_recipe()
+            teacher, teacher_s = teacher_from_recipe(args.tiny)
 
         base = module.Config().tiny() if args.tiny else module.Config()
         labels_only, distilled = [], []
