@@ -96,8 +96,8 @@ def compare(
 
     Returns:
         `{"agreement", "speedup_batch_1", "speedup_batch_256", "teacher": {...}, "student": {...}}`
-        where each model has `accuracy`, `parameters`, `trainable_parameters`, `file_bytes`,
-        `latency_ms` and `texts_per_second`.
+        where each model has `accuracy`, `parameters`, `file_bytes`, `latency_ms` and
+        `texts_per_second`.
     """
     timing = speeds({"teacher": teacher, "student": student}, texts)
     result: dict[str, Any] = {
@@ -110,7 +110,6 @@ def compare(
         result[name] = {
             "accuracy": float((probs.argmax(1) == labels).mean()),
             "parameters": int(model.count_params()),
-            "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
             "file_bytes": saved_bytes(model),
             **timing[name],
         }
@@ -129,8 +128,6 @@ def table(comparison: dict[str, Any]) -> str:
          f"{100 * (s['accuracy'] - t['accuracy']):+.2f} points"),
         ("parameters", f"{t['parameters']:,}", f"{s['parameters']:,}",
          _times(t["parameters"] / s["parameters"], "fewer", "more")),
-        ("of which trained", f"{t['trainable_parameters']:,}", f"{s['trainable_parameters']:,}",
-         _times(t["trainable_parameters"] / max(1, s["trainable_parameters"]), "fewer", "more")),
         ("file size, no optimizer state", _mb(t["file_bytes"]), _mb(s["file_bytes"]),
          _times(t["file_bytes"] / s["file_bytes"], "smaller", "larger")),
         ("latency at batch 1", f"{t['latency_ms']:.2f} ms", f"{s['latency_ms']:.2f} ms",

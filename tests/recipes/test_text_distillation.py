@@ -63,8 +63,7 @@ def test_a_distilled_run_writes_an_ordinary_student_and_a_side_by_side_report(
         json.loads((root / "teacher" / "metrics.json").read_text())["accuracy"]
     )
     for model in ("teacher", "student"):
-        assert 0 < side[model]["trainable_parameters"] <= side[model]["parameters"]
-        assert side[model]["file_bytes"] > 0
+        assert side[model]["parameters"] > 0 and side[model]["file_bytes"] > 0
         assert side[model]["latency_ms"] > 0 and side[model]["texts_per_second"] > 0
     assert 0 <= side["agreement"] <= 1
     report = (student / "report.md").read_text()
