@@ -25,6 +25,9 @@ class Recipe:
         build_hypermodel: `build_hypermodel(config, info) -> keras_tuner.HyperModel`.
         report_extra: optional `report_extra(splits, y_true, y_prob) -> str`, markdown appended
             to `report.md` (e.g. the most confidently wrong examples).
+        distill: optional `distill(config, splits) -> dlrecipes.distillation.Distillation | None`;
+            when it returns one (the config names a teacher), the model fits the teacher's soft
+            targets over a transfer set instead of the training labels alone.
     """
 
     name: str
@@ -33,3 +36,4 @@ class Recipe:
     build_model: Callable[[Any, DataInfo], keras.Model]
     build_hypermodel: Callable[[Any, DataInfo], Any]
     report_extra: Callable[[Splits, np.ndarray, np.ndarray], str] | None = None
+    distill: Callable[[Any, Splits], Any] | None = None

@@ -32,12 +32,19 @@ class RunResult:
     metrics: dict[str, Any]
 
 
-def compile_model(model: keras.Model, config: RecipeConfig, steps_per_epoch: int) -> keras.Model:
-    """Compiles for integer-label classification with the config's optimizer, schedule and XLA."""
+def compile_model(
+    model: keras.Model,
+    config: RecipeConfig,
+    steps_per_epoch: int,
+    loss: Any = "sparse_categorical_crossentropy",
+    metrics: list[Any] | None = None,
+) -> keras.Model:
+    """Compiles for integer-label classification (or the given `loss` and `metrics`, named
+    `accuracy`) with the config's optimizer, schedule and XLA."""
     model.compile(
         optimizer=optimizers.optimizer(config, steps_per_epoch),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        loss=loss,
+        metrics=metrics or ["accuracy"],
         jit_compile=runtime.use_jit(config.jit),
     )
     return model
@@ -134,11 +141,19 @@ def train(
     precision = runtime.set_precision(config.precision)
     strategy = runtime.strategy(config.strategy)
     splits = recipe.load_data(config)
-    steps = count_batches(splits.train)
+    # With a teacher, the model fits its soft targets over a transfer set (dlrecipes.distillation).
+    distill = recipe.distill(config, splits) if recipe.distill else None
+    fit_data = (distill.train, distill.validation) if distill else (splits.train, splits.validation)
+    steps = count_batches(fit_data[0])
     if steps == 0:
         raise DatasetError(f"The training split of {config.dataset} is empty.")
     with strategy.scope():
-        model = compile_model(recipe.build_model(config, splits.info), config, steps)
+        model = compile_model(
+            recipe.build_model(config, splits.info),
+            config,
+            steps,
+            **(distill.compile_args() if distill else {}),
+        )
     if not resume:
         config.save(run_dir / "config.json")
     xla = "on" if runtime.use_jit(config.jit) else "off"
@@ -149,8 +164,8 @@ def train(
     callbacks, guard = cb.standard(run_dir, config)
     try:
         model.fit(
-            splits.train,
-            validation_data=splits.validation,
+            fit_data[0],
+            validation_data=fit_data[1],
             epochs=config.epochs,
             callbacks=callbacks + (extra_callbacks or []),
             verbose=2,
@@ -164,15 +179,29 @@ def train(
         raise
     if guard.message:
         raise TrainingDiverged(guard.message)
-    return finish(recipe, config, run_dir, splits, export=export)
+    return finish(recipe, config, run_dir, splits, export=export, distill=distill)
 
 
 def finish(
-    recipe: Recipe, config: RecipeConfig, run_dir: Path, splits: Splits, *, export: bool = False
+    recipe: Recipe,
+    config: RecipeConfig,
+    run_dir: Path,
+    splits: Splits,
+    *,
+    export: bool = False,
+    distill: Any = None,
 ) -> RunResult:
-    """Scores the best checkpoint on the test split and writes metrics, plots and the report."""
+    """Scores the best checkpoint on the test split and writes metrics, plots and the report.
+
+    After distillation (`distill`, a `dlrecipes.distillation.Distillation`) the model file is
+    made an ordinary model first, and the teacher is compared with it.
+    """
+    if distill:
+        distill.finalize(run_dir / "model.keras")
     model = load_model(run_dir / "model.keras")
     metrics, y_true, y_prob = evaluate_model(model, splits)
+    if distill:
+        metrics["distillation"] = distill.compare(model, splits, y_prob)
     history = cb.read_history(run_dir / "history.csv")
     metrics["best_val_accuracy"] = max(float(r[cb.MONITOR]) for r in history) if history else None
     metrics["epochs_run"] = len(history)
@@ -182,6 +211,8 @@ def finish(
         metrics["confusion_matrix"], splits.info.class_names, run_dir / "confusion.png"
     )
     extra = recipe.report_extra(splits, y_true, y_prob) if recipe.report_extra else ""
+    if distill:
+        extra = "\n\n".join(filter(None, [distill.report(metrics["distillation"]), extra]))
     reports.write_report(
         run_dir, f"{recipe.name}: {config.dataset}", config.to_dict(), metrics, extra
     )

@@ -68,6 +68,11 @@ def recipe_main(name: str):
 
     module = recipe_module(name)
     recipe = dlrecipes.Recipe(
-        name, module.Config, module.load_data, module.build_model, module.build_hypermodel
+        name,
+        module.Config,
+        module.load_data,
+        module.build_model,
+        module.build_hypermodel,
+        distill=getattr(module, "distill", None),
     )
     return lambda *argv: dlrecipes.cli.run(recipe, [str(a) for a in argv])
