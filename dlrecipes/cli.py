@@ -10,17 +10,21 @@ import argparse
 import dataclasses
 import json
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from dlrecipes import training, tuning
-from dlrecipes.config import RecipeConfig, coerce, field_types, flag
+from dlrecipes.config import RecipeConfig, coerce, field_types, flag, strip_optional
 from dlrecipes.contract import Recipe
 from dlrecipes.errors import ConfigError, RecipeError
+from dlrecipes.field_help import field_help
 
 # Set by other flags (`--folds`), not by hand.
 INTERNAL_FIELDS = {"fold"}
+# The config fields `evaluate` takes: which data, and how to read it.
+EVALUATE_FIELDS = ("dataset", "data_dir", "batch_size", "image_size")
 
 
 def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
@@ -71,27 +75,50 @@ def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="score a saved model on a test split")
     evaluate.add_argument("--model", type=Path, required=True, help="path of a model.keras")
-    for name in ("dataset", "data_dir", "batch_size", "image_size"):
-        if name in field_types(recipe.config_class):
-            _add_field_flag(evaluate, name, field_types(recipe.config_class)[name])
+    _add_config_flags(evaluate, recipe.config_class, EVALUATE_FIELDS)
     return parser
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, config_class: type[RecipeConfig]) -> None:
-    group = parser.add_argument_group("config (defaults: the recipe's Config)")
+def _add_config_flags(
+    parser: argparse.ArgumentParser,
+    config_class: type[RecipeConfig],
+    names: Sequence[str] | None = None,
+) -> None:
+    """One flag per config field (or per field in `names`), its help showing the default and
+    the allowed values."""
+    group = parser.add_argument_group(
+        "config (every field of the recipe's Config; defaults are its measured best)"
+    )
+    defaults = config_class().to_dict()
+    helps = field_help(config_class)
+    choices = config_class.choices()
     for name, hint in field_types(config_class).items():
-        if name not in INTERNAL_FIELDS:
-            _add_field_flag(group, name, hint)
+        if name in INTERNAL_FIELDS or (names is not None and name not in names):
+            continue
+        # SUPPRESS: only flags given on the command line reach the config.
+        kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
+        if hint in (bool, bool | None):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = (
+                "{" + ",".join(choices[name]) + "}" if name in choices else _metavar(hint)
+            )
+        default = defaults[name]
+        if isinstance(default, tuple | list):
+            default = ",".join(map(str, default))
+        text = f"{helps.get(name, '')} (default: {default})".strip()
+        kwargs["help"] = text.replace("%", "%%")  # argparse formats help with %
+        group.add_argument(f"--{flag(name)}", **kwargs)
 
 
-def _add_field_flag(parser: Any, name: str, hint: Any) -> None:
-    # SUPPRESS: only flags given on the command line reach the config.
-    kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
-    if hint in (bool, bool | None):
-        kwargs["action"] = argparse.BooleanOptionalAction
-    else:
-        kwargs["metavar"] = name.upper()
-    parser.add_argument(f"--{flag(name)}", **kwargs)
+def _metavar(hint: Any) -> str:
+    """What a flag's value looks like: `N`, `X`, `N,N` (a pair), `N,N,...` (any length)."""
+    base = strip_optional(hint)
+    args = typing.get_args(base)
+    if typing.get_origin(base) is tuple:
+        item = _metavar(args[0])
+        return f"{item},{item},..." if args[-1] is Ellipsis else ",".join([item] * len(args))
+    return {int: "N", float: "X"}.get(base, "STR")
 
 
 def make_config(recipe: Recipe, args: argparse.Namespace) -> RecipeConfig:
