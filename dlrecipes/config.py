@@ -20,6 +20,8 @@ OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored")
+# The key of a saved config (a run's config.json) that names the recipe it was trained by.
+RECIPE_KEY = "recipe"
 
 
 @dataclasses.dataclass
@@ -101,8 +103,10 @@ class RecipeConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+    def save(self, path: str | Path, recipe: str | None = None) -> None:
+        """Writes the config as JSON; `recipe` records which recipe it belongs to."""
+        values = {RECIPE_KEY: recipe, **self.to_dict()} if recipe else self.to_dict()
+        Path(path).write_text(json.dumps(values, indent=2) + "\n")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RecipeConfig:
@@ -111,7 +115,10 @@ class RecipeConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> RecipeConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """The config saved at `path` (the recipe it names, if any, is not a field)."""
+        values = json.loads(Path(path).read_text())
+        values.pop(RECIPE_KEY, None)
+        return cls.from_dict(values)
 
 
 def flag(name: str) -> str:
