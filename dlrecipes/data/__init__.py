@@ -12,14 +12,12 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-
 from dlrecipes.data.catalog import SOURCES, load_tfds
-from dlrecipes.data.folder import load_folder
-from dlrecipes.data.folds import kfold
+from dlrecipes.data.folder import ImageDataWarning, load_folder
+from dlrecipes.data.folds import apply_fold
 from dlrecipes.data.idx import load_idx
 from dlrecipes.data.pipeline import Augment, prepare, resize
-from dlrecipes.data.splits import DataInfo, Splits
+from dlrecipes.data.splits import DataInfo, Splits, no_training_split
 from dlrecipes.data.text import TextDataWarning, known_text, load_text
 from dlrecipes.errors import DatasetError
 
@@ -70,8 +68,7 @@ def load(
     if image_size is not None and splits.info.input_shape[:2] != tuple(image_size):
         splits = resize(splits, image_size)
     if fold is not None:
-        train, validation = kfold(splits.train.concatenate(splits.validation), *fold, seed=seed)
-        splits = dataclasses.replace(splits, train=train, validation=validation)
+        splits = apply_fold(splits, fold, seed)
     return splits
 
 
@@ -79,11 +76,13 @@ __all__ = [
     "Augment",
     "DataInfo",
     "DatasetError",
+    "ImageDataWarning",
     "Splits",
     "TextDataWarning",
     "known",
     "known_text",
     "load",
     "load_text",
+    "no_training_split",
     "prepare",
 ]

@@ -13,6 +13,13 @@ from dlrecipes.data import builders
 from dlrecipes.data.splits import DataInfo, Splits
 from dlrecipes.errors import DatasetError
 
+# What `tfds.load` raises for a dataset it cannot find or fetch.
+TFDS_LOAD_ERRORS = (
+    tfds.core.registered.DatasetNotFoundError,
+    tfds.download.DownloadError,
+    tfds.core.download.download_manager.NonMatchingChecksumError,
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class TfdsSource:
@@ -68,7 +75,9 @@ def load_tfds(
             as_supervised=True,
             with_info=True,
         )
-    except Exception as err:  # noqa: BLE001 - any failure here means "not on disk, not fetchable"
+    # Not on disk (AssertionError from `as_dataset`), unknown to this TFDS version, or the
+    # download failed; anything else is a bug and keeps its traceback.
+    except (AssertionError, OSError, tf.errors.OpError, *TFDS_LOAD_ERRORS) as err:
         if source.embedded:
             raise
         raise DatasetError(

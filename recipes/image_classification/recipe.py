@@ -39,14 +39,14 @@ class Config(dlrecipes.RecipeConfig):
     """
 
     # --- input
-    dataset: str = "mnist_sample"
+    dataset: str = "mnist_sample"  # mnist_sample | mnist | cifar10 | ... | folder:PATH | idx:DIR
     image_size: tuple[int, int] | None = None  # resize to (h, w); None keeps the dataset's size
     # Augmentation: small rotations, shifts and zooms; no flips, since a mirrored digit is no digit.
     rotation: float = 0.02  # fraction of a full turn: +-7 degrees; +-29 cost 0.1-0.4 points
     translation: float = 0.08  # +-2 pixels
-    zoom: float = 0.1
-    flip: bool = False
-    contrast: float = 0.0
+    zoom: float = 0.1  # largest zoom in or out, as a fraction
+    flip: bool = False  # random horizontal flips
+    contrast: float = 0.0  # largest random contrast change, as a fraction
     # --- model
     arch: str = "convnet"  # convnet | resnet
     # Six 3x3 convs at 16-32-64 filters: 98.7-98.9% on the MNIST test split in ~60 s. Twice as
@@ -54,11 +54,11 @@ class Config(dlrecipes.RecipeConfig):
     # epochs until the weights were averaged (`ema` below).
     widths: tuple[int, ...] = (16, 32, 64)  # filters per stage
     depth: int = 2  # conv layers (convnet) or residual blocks (resnet) per stage
-    batch_norm: bool = True
-    activation: str = "relu"
+    batch_norm: bool = True  # batch normalization after every conv
+    activation: str = "relu"  # after every conv
     # Global average pooling: 98.8% on the MNIST test split, where `flatten` was ahead after 2
     # epochs (95%) but overfit and stopped near 97.8%.
-    head: str = "avg"
+    head: str = "avg"  # before the classifier: avg (global average pooling) or flatten
     dropout: float = 0.3
     # --- optimizer: AdamW with cosine decay, no warm-up; validation, checkpoints and the exported
     # model use an exponential moving average of the weights. Without the average, test accuracy

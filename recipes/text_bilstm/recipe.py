@@ -48,7 +48,7 @@ class Config(dlrecipes.RecipeConfig):
     """
 
     # --- input
-    dataset: str = "rt_snippets"
+    dataset: str = "rt_snippets"  # rt_snippets | imdb_reviews | csv:PATH | folder:PATH
     max_tokens: int = 20_000  # vocabulary, learned from the training split only
     sequence_length: int = 48  # tokens per text; 99% of the snippets have at most 40 words
     # --- model
@@ -60,7 +60,7 @@ class Config(dlrecipes.RecipeConfig):
     # MiniLM's input vectors (minilm-input) reached 77% validation, the in-context ones 79-81%.
     # Trained on, the input vectors overfit after two epochs (79%), as did GloVe 6B 50-d (78%).
     word_vectors: str = "minilm"  # minilm | minilm-input | none (learn `embedding_dim` vectors)
-    train_embeddings: bool = False
+    train_embeddings: bool = False  # train the word vectors too
     embedding_dim: int = 64  # only without word vectors
     units: tuple[int, ...] = (64,)  # units per direction, one entry per recurrent layer
     pooling: str = "max"  # max over every step's outputs, or the last states only

@@ -1,5 +1,6 @@
 """The image recipe end to end on tiny settings: train, the run directory, reload, evaluate,
-export, cross-validation, and a copy of the recipe trained outside the repository."""
+export, and a copy of the recipe trained outside the repository (cross-validation and the
+refusals of the command line: tests/test_cli.py)."""
 
 from __future__ import annotations
 
@@ -108,17 +109,6 @@ def test_bad_flag_value_is_named(tmp_path, capsys):
     assert MAIN("train", "--optimizer", "adamx", "--run-dir", tmp_path / "r") == 2
     assert "optimizer='adamx'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
-
-
-def test_kfold_reports_mean_and_spread(tmp_path):
-    run_dir = tmp_path / "cv"
-    proc = run_cli(RECIPE, "train", "--tiny", "--epochs", "1", "--folds", "2", "--run-dir", run_dir)
-    summary = json.loads((run_dir / "folds.json").read_text())
-    assert summary["folds"] == 2 and len(summary["per_fold"]) == 2
-    assert 0 < summary["val_accuracy_mean"] <= 1 and summary["val_accuracy_std"] >= 0
-    assert "2-fold validation accuracy" in proc.stdout
-    for fold in ("fold-1", "fold-2"):
-        assert (run_dir / fold / "metrics.json").exists()
 
 
 def test_copied_recipe_trains_outside_the_repository(tmp_path):
