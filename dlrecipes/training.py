@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,22 @@ class RunResult:
 
 
 def compile_model(model: keras.Model, config: RecipeConfig, steps_per_epoch: int) -> keras.Model:
-    """Compiles for integer-label classification with the config's optimizer, schedule and XLA."""
-    model.compile(
-        optimizer=optimizers.optimizer(config, steps_per_epoch),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=runtime.use_jit(config.jit),
-    )
+    """Compiles for integer-label classification with the config's optimizer, schedule and XLA.
+
+    Call it inside the strategy's scope: XLA follows `runtime.use_jit` for that many replicas.
+    Keras runs a model holding layers XLA cannot compile (string preprocessing) without XLA;
+    `model.jit_compile` says what it runs.
+    """
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    with warnings.catch_warnings():
+        # Keras warns when it turns XLA off for such a model; the training log says so instead.
+        warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
+        model.compile(
+            optimizer=optimizers.optimizer(config, steps_per_epoch),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=runtime.use_jit(config.jit, replicas),
+        )
     return model
 
 
@@ -133,6 +143,7 @@ def train(
     runtime.seed_everything(config.seed, config.deterministic)
     precision = runtime.set_precision(config.precision)
     strategy = runtime.strategy(config.strategy)
+    runtime.use_jit(config.jit, strategy.num_replicas_in_sync)  # refuses now, before the data
     splits = recipe.load_data(config)
     steps = count_batches(splits.train)
     if steps == 0:
@@ -141,7 +152,7 @@ def train(
         model = compile_model(recipe.build_model(config, splits.info), config, steps)
     if not resume:
         config.save(run_dir / "config.json")
-    xla = "on" if runtime.use_jit(config.jit) else "off"
+    xla = "on" if model.jit_compile else "off"  # what Keras runs: off for string models too
     print(
         f"Training {recipe.name} on {config.dataset}: {steps} steps/epoch, {config.epochs} epochs, "
         f"{strategy.num_replicas_in_sync} replica(s), XLA {xla}, precision {precision}."
@@ -152,8 +163,9 @@ def train(
             splits.train,
             validation_data=splits.validation,
             epochs=config.epochs,
-            callbacks=callbacks + (extra_callbacks or []),
-            verbose=2,
+            callbacks=[*callbacks, cb.EpochLine(), *(extra_callbacks or [])],
+            verbose=0,
+            shuffle=False,  # the tf.data pipeline shuffles; Keras warns about shuffle=True
         )
     except (OSError, ValueError) as err:
         if "backup" in str(err) or "weights.h5" in str(err):

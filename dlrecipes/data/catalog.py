@@ -9,6 +9,7 @@ import socket
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from dlrecipes import console, progress
 from dlrecipes.data import builders
 from dlrecipes.data.splits import DataInfo, Splits
 from dlrecipes.errors import DatasetError
@@ -59,6 +60,8 @@ def load_tfds(
             f"Dataset {name!r} is not prepared under data_dir={where} and this machine cannot "
             f"reach the internet to download it. {_how_to_get(name, offline)}"
         )
+    if source.embedded:
+        console.prepare_embedded(tfds.builder(name, data_dir=data_dir), progress.interactive())
     try:
         datasets, info = tfds.load(
             name,
@@ -119,7 +122,8 @@ def _how_to_get(name: str, offline: str) -> str:
 
 def _prepared(name: str, data_dir: str | None) -> bool:
     try:
-        return tfds.builder(name, data_dir=data_dir).is_prepared()
+        with console.absl_errors_only():
+            return tfds.builder(name, data_dir=data_dir).is_prepared()
     except Exception:  # noqa: BLE001 - a builder that cannot even be made is not prepared
         return False
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-import keras
-import keras_tuner
-
-import dlrecipes
+import dlrecipes  # before keras: keeps TensorFlow's start-up log lines off the screen
 from dlrecipes import data
 from dlrecipes.models import vision
+
+import keras
+import keras_tuner
 
 # ---------------------------------------------------------------------------------------------
 # Config: every knob is a field and a flag; the defaults are the best measured so far.

@@ -18,15 +18,15 @@ import dataclasses
 import functools
 from typing import ClassVar
 
-import keras
-import keras_tuner
-import numpy as np
-
-import dlrecipes
+import dlrecipes  # before keras: keeps TensorFlow's start-up log lines off the screen
 from dlrecipes import data
 from dlrecipes.data.word_vectors import SOURCES as VECTOR_SOURCES
 from dlrecipes.data.word_vectors import embedding_matrix
 from dlrecipes.models import text
+
+import keras
+import keras_tuner
+import numpy as np
 
 # ---------------------------------------------------------------------------------------------
 # Config: every knob is a field and a flag; the defaults are the best measured so far.
