@@ -25,7 +25,7 @@ class TfdsSource:
     embedded: bool = False
 
 
-# Catalog sets that need a download once; embedded ones work offline.
+# Catalog sets that need a download once; embedded ones come with a package (see builders).
 SOURCES: dict[str, TfdsSource] = {
     "mnist": TfdsSource(),
     "fashion_mnist": TfdsSource(),
@@ -53,12 +53,12 @@ def load_tfds(
     """
     sources = SOURCES if sources is None else sources
     source = sources[name]
-    offline = ", ".join(n for n, s in sources.items() if s.embedded)
+    embedded = ", ".join(n for n, s in sources.items() if s.embedded)
     where = data_dir or "~/tensorflow_datasets"
     if download and not source.embedded and not _prepared(name, data_dir) and not _online():
         raise DatasetError(
             f"Dataset {name!r} is not prepared under data_dir={where} and this machine cannot "
-            f"reach the internet to download it. {_how_to_get(name, offline)}"
+            f"reach the internet to download it. {_how_to_get(name, embedded)}"
         )
     if source.embedded:
         console.prepare_embedded(tfds.builder(name, data_dir=data_dir), progress.interactive())
@@ -76,7 +76,7 @@ def load_tfds(
             raise
         raise DatasetError(
             f"Dataset {name!r} could not be loaded from data_dir={where} "
-            f"({type(err).__name__}: {str(err)[:300]}). {_how_to_get(name, offline)}"
+            f"({type(err).__name__}: {str(err)[:300]}). {_how_to_get(name, embedded)}"
         ) from err
     train, validation, test = datasets
     label = info.features["label"]
@@ -112,11 +112,11 @@ def _cast_text(text: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]
     return text, tf.cast(label, tf.int64)
 
 
-def _how_to_get(name: str, offline: str) -> str:
+def _how_to_get(name: str, embedded: str) -> str:
     return (
         f'On a machine with internet, run once: python -c "import tensorflow_datasets as tfds; '
         f"tfds.load('{name}', data_dir='DIR')\", copy DIR here and pass --data-dir DIR. "
-        f"Offline, use an embedded dataset: --dataset {offline}."
+        f"Or use an embedded dataset, which TFDS need not download: --dataset {embedded}."
     )
 
 

