@@ -126,3 +126,24 @@ def test_predict_classifies_texts_and_files_of_texts(trained, tmp_path, capsys):
     argv = ["predict", "--model", model, str(tmp_path / "latin1.txt")]
     assert dlrecipes.cli.run(recipe, argv) == 2
     assert "latin1.txt is not UTF-8 text" in capsys.readouterr().err
+
+
+def test_the_default_model_starts_from_in_context_minilm_vectors():
+    """`--tiny` trains on MiniLM's input vectors; the default's in-context ones, here on a few
+    texts (the full training set takes the transformer about a minute)."""
+    from dlrecipes.data import word_vectors
+
+    module = recipe_module("text_bilstm")
+    config = module.Config()
+    assert config.word_vectors == "minilm" and config.tiny().word_vectors == "minilm-input"
+    texts = ["a great film", "a dull film", "great acting"]
+    info = dlrecipes.data.DataInfo(
+        "texts", ("fresh", "rotten"), (), adapt=tf.data.Dataset.from_tensor_slices(texts)
+    )
+    model = module.build_model(config, info)
+    vocabulary = model.get_layer("vectorizer").get_vocabulary()
+    rows = model.get_layer("embedding").get_weights()[0][: len(vocabulary)]
+    in_context = word_vectors.context_matrix(vocabulary, [t.split() for t in texts])
+    np.testing.assert_allclose(rows, in_context, atol=1e-6)
+    assert not np.allclose(rows[2:], word_vectors.input_matrix(vocabulary)[2:], atol=1e-2)
+    assert not model.get_layer("embedding").trainable
