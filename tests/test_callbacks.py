@@ -136,3 +136,22 @@ def test_ema_checkpoint_holds_the_averaged_weights(tmp_path):
     kernel = next(i for i, w in enumerate(first) if w.ndim == 4)  # the first conv kernel
     moved = np.abs(raw[kernel] - first[kernel]).mean()
     assert np.abs(saved[kernel] - first[kernel]).mean() < moved / 4
+
+
+def test_a_resumed_run_saves_only_what_beats_its_best_checkpoint(tmp_path):
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,val_accuracy\n0,0.9\n1,0.7\n")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+    saved = tmp_path / "model.keras"
+    saved.write_bytes(b"the checkpoint of epoch 1")
+    checkpoint = cb.best_checkpoint(saved, history)
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(2, {"val_accuracy": 0.8})  # below the 0.9 the saved model scored
+    assert saved.read_bytes() == b"the checkpoint of epoch 1"
+    checkpoint.on_epoch_end(3, {"val_accuracy": 0.95})
+    assert saved.read_bytes()[:2] == b"PK"  # a .keras zip now
+    # With no saved model to keep, the history does not hold back the first save.
+    fresh = cb.best_checkpoint(tmp_path / "fresh.keras", history)
+    fresh.set_model(model)
+    fresh.on_epoch_end(0, {"val_accuracy": 0.1})
+    assert (tmp_path / "fresh.keras").exists()

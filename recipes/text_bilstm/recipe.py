@@ -30,6 +30,7 @@ from dlrecipes.models import text
 import keras
 import keras_tuner
 import numpy as np
+from sklearn.metrics import confusion_matrix
 
 # ---------------------------------------------------------------------------------------------
 # Config: every knob is a field and a flag; the defaults are the best measured so far.
@@ -192,8 +193,7 @@ def report_extra(splits: data.Splits, y_true: np.ndarray, y_prob: np.ndarray) ->
     names = splits.info.class_names
     texts = [t.decode("utf-8", "replace") for b, _ in splits.test.as_numpy_iterator() for t in b]
     y_pred = y_prob.argmax(-1)
-    matrix = np.zeros((len(names), len(names)), dtype=int)
-    np.add.at(matrix, (y_true, y_pred), 1)
+    matrix = confusion_matrix(y_true, y_pred, labels=range(len(names)))
     lines = ["## Confusion matrix (rows: true class, columns: predicted)", ""]
     lines += ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for name, row in zip(names, matrix, strict=True):
