@@ -40,16 +40,19 @@ def compile_model(model: keras.Model, config: RecipeConfig, steps_per_epoch: int
     Keras runs a model holding layers XLA cannot compile (string preprocessing) without XLA;
     `model.jit_compile` says what it runs.
     """
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    with warnings.catch_warnings():
-        # Keras warns when it turns XLA off for such a model; the training log says so instead.
-        warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
-        model.compile(
-            optimizer=optimizers.optimizer(config, steps_per_epoch),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-            jit_compile=runtime.use_jit(config.jit, replicas),
-        )
+    jit = runtime.use_jit(config.jit, tf.distribute.get_strategy().num_replicas_in_sync)
+    if jit:
+        with warnings.catch_warnings():
+            # Keras' own check, which warns when it says no; the training log says so instead.
+            warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
+            model.jit_compile = True
+        jit = model.jit_compile  # saved with the model: a reload must not warn either
+    model.compile(
+        optimizer=optimizers.optimizer(config, steps_per_epoch),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=jit,
+    )
     return model
 
 
