@@ -132,11 +132,15 @@ class EpochLine(keras.callbacks.Callback):
     records as escape codes; `fit(verbose=0)` with this callback prints one plain line.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = time.monotonic()
+
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._start = time.monotonic()
+        self.started = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        seconds = time.monotonic() - self._start
+        seconds = time.monotonic() - self.started
         values = " - ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items())
         total = self.params.get("epochs", "?")
         print(f"Epoch {epoch + 1}/{total} - {seconds:.1f}s - {values}", flush=True)

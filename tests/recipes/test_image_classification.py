@@ -172,10 +172,14 @@ def test_predict_names_the_digit_in_image_files_and_folders(trained, tmp_path, c
     assert np.mean(np.array(predicted[:8]) == labels) >= 0.5  # two tiny epochs: most are right
     assert predicted[8] == predicted[0]
 
-    assert MAIN("predict", "--model", model, folder / "3.png") == 0
-    (line,) = capsys.readouterr().out.splitlines()
-    label, probability, path = line.split()
-    assert label == str(predicted[3]) and float(probability) > 0 and path == str(folder / "3.png")
+    # The plain output says the same, one line per image.
+    assert MAIN("predict", "--model", model, folder, big) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(results)
+    for line, r in zip(lines, results, strict=True):
+        label, probability, path = line.split()
+        assert (label, path) == (r["class"], r["input"])
+        assert float(probability) == pytest.approx(r["probability"], abs=1e-4)
 
 
 @pytest.mark.parametrize(
