@@ -121,6 +121,18 @@ def absl_errors_only() -> Iterator[None]:
         absl_logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def tfds_bars(interactive: bool) -> Iterator[None]:
+    """TFDS's tqdm bars drawn on a terminal only: a log records them as escape codes."""
+    import tensorflow_datasets as tfds
+
+    tfds.display_progress_bar(interactive)
+    try:
+        yield
+    finally:
+        tfds.display_progress_bar(True)
+
+
 def prepare_embedded(builder: Any, interactive: bool) -> None:
     """Prepares an embedded TFDS dataset (built from a package) under one line of our own.
 
@@ -133,15 +145,9 @@ def prepare_embedded(builder: Any, interactive: bool) -> None:
         builder: the dataset's `tfds.core.DatasetBuilder`.
         interactive: whether output goes to a terminal (bars are drawn only then).
     """
-    import tensorflow_datasets as tfds
-
     with absl_errors_only():
         if builder.is_prepared():
             return
         print(f"Preparing {builder.name} once under {builder.data_dir} ...", flush=True)
-        tfds.display_progress_bar(interactive)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                builder.download_and_prepare()
-        finally:
-            tfds.display_progress_bar(True)
+        with tfds_bars(interactive), contextlib.redirect_stdout(io.StringIO()):
+            builder.download_and_prepare()

@@ -63,14 +63,15 @@ def load_tfds(
     if source.embedded:
         console.prepare_embedded(tfds.builder(name, data_dir=data_dir), progress.interactive())
     try:
-        datasets, info = tfds.load(
-            name,
-            split=[source.train, source.validation, source.test],
-            data_dir=data_dir,
-            download=download,
-            as_supervised=True,
-            with_info=True,
-        )
+        with console.tfds_bars(progress.interactive()):  # a catalog download's bars, too
+            datasets, info = tfds.load(
+                name,
+                split=[source.train, source.validation, source.test],
+                data_dir=data_dir,
+                download=download,
+                as_supervised=True,
+                with_info=True,
+            )
     except Exception as err:  # noqa: BLE001 - any failure here means "not on disk, not fetchable"
         if source.embedded:
             raise
