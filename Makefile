@@ -5,9 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 WORKERS ?= 0
+DIST   ?= dist
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help venv demo test lint format bench image-classification text-bilstm clean
+.PHONY: help venv demo test lint format bench dist image-classification text-bilstm clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -34,6 +35,9 @@ format: $(STAMP) ## ruff fix and format
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
+dist: $(STAMP) ## build the wheel and sdist into dist/; the recipes ship inside (dlrecipes/recipes/)
+	$(PY) -m build --outdir $(DIST) .
+
 bench: $(STAMP) ## side-by-side measurements; writes benchmarks/results/ (make bench BENCH=image)
 	$(PY) benchmarks/run.py $(BENCH)
 
@@ -49,5 +53,5 @@ tune-%: $(STAMP) ## tune a recipe: make tune-image-classification ARGS="--tuner 
 	$(PY) -m dlrecipes.tuning.launch --workers $(WORKERS) -- \
 		$(PY) recipes/$(subst -,_,$*)/recipe.py tune $(ARGS)
 
-clean: ## remove .venv and runs/
-	rm -rf $(VENV) runs
+clean: ## remove .venv, runs/ and dist/
+	rm -rf $(VENV) runs $(DIST)

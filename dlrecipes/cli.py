@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dlrecipes import training, tuning
+from dlrecipes import predicting, training, tuning
 from dlrecipes.config import RECIPE_KEY, RecipeConfig, coerce, field_types, flag, strip_optional
 from dlrecipes.contract import Recipe
 from dlrecipes.errors import CheckpointError, ConfigError, RecipeError, RunDirError
@@ -77,6 +77,7 @@ def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a saved model on a test split")
     evaluate.add_argument("--model", type=Path, required=True, help="path of a model.keras")
     _add_config_flags(evaluate, recipe.config_class, EVALUATE_FIELDS)
+    _add_predict_parser(commands)
     return parser
 
 
@@ -189,6 +190,8 @@ def run(recipe: Recipe, argv: Sequence[str] | None = None) -> int:
             return _train(recipe, args)
         if args.command == "tune":
             return _tune(recipe, args)
+        if args.command == "predict":
+            return _predict(args)
         return _evaluate(recipe, args)
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -271,4 +274,41 @@ def _evaluate(recipe: Recipe, args: argparse.Namespace) -> int:
         f"({metrics['num_examples']} examples)"
     )
     print(out)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# predict: a saved model's class and probability for inputs named on the command line.
+# ---------------------------------------------------------------------------------------------
+
+
+def _add_predict_parser(commands: Any) -> None:
+    predict = commands.add_parser(
+        "predict", help="classify images or texts with a saved model; one line per input"
+    )
+    predict.add_argument("--model", type=Path, required=True, help="path of a model.keras")
+    predict.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image files or folders of them (image models); texts, or files of one text per "
+        "line (text models)",
+    )
+    predict.add_argument(
+        "--json", action="store_true", help="print JSON with every class's probability"
+    )
+    predict.add_argument("--batch-size", type=int, default=256, help="inputs per model call")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    model = training.load_model(args.model)
+    names, known = predicting.class_names(args.model, model.output_shape[-1])
+    if not known:
+        print(
+            f"note: no metrics.json with class names beside {args.model}; classes are shown "
+            "by index.",
+            file=sys.stderr,
+        )
+    results = predicting.predict(model, args.inputs, names, batch_size=args.batch_size)
+    print(predicting.as_json(results) if args.json else predicting.as_lines(results))
     return 0

@@ -8,20 +8,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display needed
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import (  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import (
     ConfusionMatrixDisplay,
     accuracy_score,
     confusion_matrix,
     precision_recall_fscore_support,
 )
 
-from dlrecipes.callbacks import read_history  # noqa: E402
+from dlrecipes.callbacks import read_history
 
 
 def classification_metrics(
@@ -64,7 +60,9 @@ def plot_curves(history_csv: Path, out: Path) -> None:
     if not rows:
         return
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    # A Figure of its own, not pyplot's: files only, and the user's matplotlib backend untouched.
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
             values = [float(r[key]) for r in rows if r.get(key) not in (None, "", "NA")]
@@ -76,19 +74,18 @@ def plot_curves(history_csv: Path, out: Path) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
 
 
 def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], out: Path) -> None:
     """The confusion matrix as an annotated heat map."""
     size = max(4.0, 0.5 * len(class_names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     ConfusionMatrixDisplay(np.asarray(matrix), display_labels=list(class_names)).plot(
         ax=ax, colorbar=False, xticks_rotation="vertical" if len(class_names) > 10 else "horizontal"
     )
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
 
 
 def write_report(

@@ -41,21 +41,53 @@ def strategy(name: str = "auto") -> tf.distribute.Strategy:
     raise ConfigError(f"strategy={name!r} is not one of auto, default, mirrored.")
 
 
-def use_jit(jit: bool | None) -> bool:
-    """Whether to use XLA: the explicit choice, else on for GPU and `JIT_ON_CPU` for CPU."""
+def use_jit(jit: bool | None, replicas: int = 1) -> bool:
+    """Whether to compile the training step with XLA.
+
+    Args:
+        jit: the explicit choice (`--jit` / `--no-jit`), or None for the policy: on for one GPU,
+            off on CPU (`JIT_ON_CPU`, measured) and off across several replicas, as Keras' own
+            `jit_compile="auto"` decides under `tf.distribute`.
+        replicas: devices the model is mirrored over (`strategy.num_replicas_in_sync`).
+
+    Raises:
+        ConfigError: `jit=True` across several replicas. XLA under `MirroredStrategy` fails in
+            the first training step (seen here over two logical CPUs: "Trying to access resource
+            ... located in device CPU:1 from device CPU:0"; on GPUs with mixed precision,
+            keras-team/keras#20763, still open).
+    """
+    if replicas > 1:
+        if jit:
+            raise ConfigError(
+                f"--jit with {replicas} replicas: XLA under MirroredStrategy fails in the first "
+                "training step (keras-team/keras#20763). Drop --jit (XLA stays off across "
+                "replicas), or train on one device with --strategy default."
+            )
+        return False
     if jit is not None:
         return jit
     return bool(gpus()) or JIT_ON_CPU
 
 
+# Tensor cores, which make float16 math fast, came with compute capability 7.0 (Volta).
+MIXED_PRECISION_CAPABILITY = (7, 0)
+
+
 def set_precision(precision: str = "auto") -> str:
     """Sets Keras' global dtype policy and returns its name.
 
-    `auto` is `mixed_float16` on GPU (tensor cores, half the activation memory) and `float32` on
-    CPU, where float16 math is emulated and slower.
+    `auto` is `mixed_float16` when every GPU has tensor cores (compute capability 7.0 or newer:
+    faster math, half the activation memory), else `float32`: on CPU float16 math is emulated
+    and slower, and older GPUs gain nothing from it.
     """
     if precision == "auto":
-        precision = "mixed_float16" if gpus() else "float32"
+        found = gpus()
+        fast = found and all(
+            tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)))
+            >= MIXED_PRECISION_CAPABILITY
+            for gpu in found
+        )
+        precision = "mixed_float16" if fast else "float32"
     keras.mixed_precision.set_global_policy(precision)
     return precision
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import shutil
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,12 +47,24 @@ def compile_model(
     metrics: list[Any] | None = None,
 ) -> keras.Model:
     """Compiles for integer-label classification (or the given `loss` and `metrics`, named
-    `accuracy`) with the config's optimizer, schedule and XLA."""
+    `accuracy`) with the config's optimizer, schedule and XLA.
+
+    Call it inside the strategy's scope: XLA follows `runtime.use_jit` for that many replicas.
+    Keras runs a model holding layers XLA cannot compile (string preprocessing) without XLA;
+    `model.jit_compile` says what it runs.
+    """
+    jit = runtime.use_jit(config.jit, tf.distribute.get_strategy().num_replicas_in_sync)
+    if jit:
+        with warnings.catch_warnings():
+            # Keras' own check, which warns when it says no; the training log says so instead.
+            warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
+            model.jit_compile = True
+        jit = model.jit_compile  # saved with the model: a reload must not warn either
     model.compile(
         optimizer=optimizers.optimizer(config, steps_per_epoch),
         loss=loss,
         metrics=metrics or ["accuracy"],
-        jit_compile=runtime.use_jit(config.jit),
+        jit_compile=jit,
     )
     return model
 
@@ -208,6 +221,7 @@ def train(
     runtime.seed_everything(config.seed, config.deterministic)
     precision = runtime.set_precision(config.precision)
     strategy = runtime.strategy(config.strategy)
+    runtime.use_jit(config.jit, strategy.num_replicas_in_sync)  # refuses now, before the data
     splits = recipe.load_data(config)
     # With a teacher, the model fits its soft targets over a transfer set (dlrecipes.distillation).
     distill = recipe.distill(config, splits) if recipe.distill else None
@@ -228,7 +242,7 @@ def train(
         )
     if not resume:
         run_dir = claim_run_dir(run_dir, recipe.name, config)
-    xla = "on" if runtime.use_jit(config.jit) else "off"
+    xla = "on" if model.jit_compile else "off"  # what Keras runs: off for string models too
     print(
         f"Training {recipe.name} on {config.dataset}: {count(steps, 'step')}/epoch, "
         f"{count(config.epochs, 'epoch')}, {count(strategy.num_replicas_in_sync, 'replica')}, "
@@ -240,8 +254,9 @@ def train(
             fit_data[0],
             validation_data=fit_data[1],
             epochs=config.epochs,
-            callbacks=callbacks + (extra_callbacks or []),
-            verbose=2,
+            callbacks=[*callbacks, cb.EpochLine(), *(extra_callbacks or [])],
+            verbose=0,
+            shuffle=False,  # the tf.data pipeline shuffles; Keras warns about shuffle=True
         )
         if guard.message:
             raise TrainingDiverged(guard.message)

