@@ -9,6 +9,7 @@ import socket
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from dlrecipes import progress
 from dlrecipes.data import builders
 from dlrecipes.data.splits import DataInfo, Splits
 from dlrecipes.errors import DatasetError
@@ -59,6 +60,8 @@ def load_tfds(
             f"Dataset {name!r} is not prepared under data_dir={where} and this machine cannot "
             f"reach the internet to download it. {_how_to_get(name, offline)}"
         )
+    # TFDS draws tqdm bars while it prepares a dataset; off a terminal they fill logs with escapes.
+    tfds.display_progress_bar(progress.interactive())
     try:
         datasets, info = tfds.load(
             name,
