@@ -121,3 +121,23 @@ def standard(
             )
         )
     return callbacks, guard
+
+
+def scoring(config: RecipeConfig) -> tuple[list[keras.callbacks.Callback], NanGuard]:
+    """The callbacks of `standard` that decide what a run is scored on, without its files.
+
+    The NaN guard, the weight average swapped in for validation (`config.ema`; the callbacks
+    after it see the averaged weights) and early stopping. A tuning trial fits with these, so
+    it is judged on the weights `train` would validate and export.
+    """
+    guard = NanGuard()
+    callbacks: list[keras.callbacks.Callback] = [guard]
+    if config.ema:
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    if config.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=MONITOR, mode="max", patience=config.early_stopping
+            )
+        )
+    return callbacks, guard

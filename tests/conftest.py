@@ -71,3 +71,13 @@ def recipe_main(name: str):
         name, module.Config, module.load_data, module.build_model, module.build_hypermodel
     )
     return lambda *argv: dlrecipes.cli.run(recipe, [str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def op_determinism():
+    """For a module that runs `--deterministic` in this process: TensorFlow keeps op determinism
+    on once a run enables it, so it is switched off again for the modules that follow."""
+    yield
+    from tensorflow.python.framework import config
+
+    config.disable_op_determinism()
