@@ -1,5 +1,7 @@
 """Hyperband (the default tuner) and Bayesian optimization, each a tiny search run end to end in
-this process. A few batches per epoch: these tests are about the tuners, not the accuracy."""
+this process. A few batches per epoch, one-stage models, three dimensions and no weight average
+(each trial's cost is mostly tracing its graphs): these tests are about the tuners, not the
+accuracy, which test_tuning.py's searches check with the recipe's own search space."""
 
 from __future__ import annotations
 
@@ -7,27 +9,31 @@ import csv
 import json
 from pathlib import Path
 
-from dlrecipes import cli
+from dlrecipes import cli, tuning
 from dlrecipes.contract import Recipe
 from tests.conftest import recipe_module
 
 BATCHES = 4  # per epoch, of training and of validation data
+SPACE = {
+    "learning_rate": (3e-4, 1e-2, "log"),
+    "optimizer": ["adamw", "adam", "momentum"],
+    "dropout": (0.0, 0.5),
+}
+SMALL = ["--tiny", "--widths", "8", "--ema", "0"]
 
 
 def small_recipe() -> Recipe:
-    """The image recipe, each split cut to its first BATCHES batches."""
+    """The image recipe, each split cut to its first BATCHES batches, searching SPACE."""
     module = recipe_module("image_classification")
 
     def load_data(config):
         return module.load_data(config).map(lambda ds, split: ds.take(BATCHES))
 
-    return Recipe(
-        "image_classification",
-        module.Config,
-        load_data,
-        module.build_model,
-        module.build_hypermodel,
-    )
+    def build_hypermodel(config, info):
+        return tuning.ConfigHyperModel(config, info, module.build_model, SPACE)
+
+    name = "image_classification"
+    return Recipe(name, module.Config, load_data, module.build_model, build_hypermodel)
 
 
 def trial_files(directory: Path, trial_id: str, name: str) -> dict:
@@ -38,7 +44,7 @@ def test_hyperband_continues_trials_and_records_what_train_runs(tmp_path, capsys
     # No --tuner: Hyperband is the default. --max-epochs 3: one-epoch trials, the best third of
     # them trained on to 3 epochs from their weights, and a bracket of 3-epoch trials.
     code = cli.run(
-        small_recipe(), ["tune", "--tiny", "--max-epochs", "3", "--directory", str(tmp_path)]
+        small_recipe(), ["tune", *SMALL, "--max-epochs", "3", "--directory", str(tmp_path)]
     )
     out = capsys.readouterr()
     assert code == 0, out.err[-3000:]
@@ -67,7 +73,7 @@ def test_bayesian_search_honours_flags_outside_the_space(tmp_path, capsys):
     args = ["--learning-rate", "0.05", "--optimizer", "sgd", "--directory", str(tmp_path)]
     code = cli.run(
         small_recipe(),
-        ["tune", "--tiny", "--tuner", "bayesian", "--max-trials", "3", "--max-epochs", "1", *args],
+        ["tune", *SMALL, "--tuner", "bayesian", "--max-trials", "3", "--max-epochs", "1", *args],
     )
     out = capsys.readouterr()
     assert code == 0, out.err[-3000:]
@@ -86,3 +92,4 @@ def test_bayesian_search_honours_flags_outside_the_space(tmp_path, capsys):
     dims = {d["config"]["name"]: d["config"] for d in space}
     assert dims["learning_rate"]["max_value"] == 0.05
     assert dims["optimizer"]["values"] == ["sgd", "adamw", "adam", "momentum"]
+    assert {r["optimizer"] for r in rows.values()} - {"sgd"}  # the others are searched too
