@@ -39,7 +39,8 @@ class ConfigHyperModel(keras_tuner.HyperModel):
     shuffling and augmentation as `train` has them), builds and compiles the model and fits it
     with the callbacks that decide what `train` scores (`dlrecipes.callbacks.scoring`: the
     weight average swapped in for validation, the NaN guard, early stopping), in that order. So
-    `train` with `train_config(hp)` and the same seed scores what the trial scored.
+    `train` with `train_config(hp)` scores what the trial scored: to the digit when the config
+    has `deterministic` set, within run-to-run noise otherwise.
 
     Args:
         config: the recipe config; its values are the defaults of every hyperparameter.
