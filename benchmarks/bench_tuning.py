@@ -58,14 +58,15 @@ def hyperband_vs_defaults(work: Path) -> list[dict]:
     epochs_trained = sum(_trained_epochs(r, rows) for r in rows)
     assert epochs_trained <= EPOCH_BUDGET, epochs_trained
     best = json.loads(result.best_hparams_path.read_text())
-    best_config = config_class.from_dict({**config.to_dict(), **best})
+    # The best trial's whole config, trained from scratch for the longest trial's epochs.
+    best_config = dataclasses.replace(config_class.from_dict(best), epochs=HYPERBAND_MAX_EPOCHS)
     out = [
         {
             "run": f"hyperband search ({len(rows)} trials, {epochs_trained} epochs in all)",
             "epochs": HYPERBAND_MAX_EPOCHS,
             "val_accuracy": result.summary.best.score,
             "seconds": search_seconds,
-            "hparams": json.dumps(best),
+            "hparams": json.dumps(result.summary.best.values),
         }
     ]
     for name, cfg in (("defaults", config), ("best hyperparameters", best_config)):

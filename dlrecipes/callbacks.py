@@ -219,32 +219,51 @@ def training_finished(run_dir: Path, epochs: int) -> bool:
     return done >= epochs or (run_dir / "backup" / f"finished-{done}").exists()
 
 
-def standard(
-    run_dir: Path, config: RecipeConfig
+def scoring(
+    config: RecipeConfig, *, average_at_epoch_end: bool = False
 ) -> tuple[list[keras.callbacks.Callback], NanGuard]:
-    """The callbacks of a training run writing into `run_dir`, and its NaN guard.
+    """The callbacks that decide what a run is scored on, without its files, and the NaN guard.
 
-    Order matters at the end of an epoch. `HistoryCSV` writes the epoch's row before
-    `RunCheckpoints` writes the backup (Keras' `on_epoch_end` records `epoch + 1` epochs done), so
-    a run killed between the two repeats that epoch and `HistoryCSV` drops the stale row; killed
-    after the backup, the row is there and the epoch is not run again. `EarlyStopping` comes
-    before the backup too, so a backup records that training stopped. With `config.ema`,
-    validation and the saved best model use the averaged weights, and the backup keeps the raw
-    ones a resumed run goes on from (the average is in the optimizer's state).
+    The NaN guard, the weight average swapped in for validation (`config.ema`) and early
+    stopping. `standard` starts with these, and a tuning trial fits with them, so a trial is
+    judged on the weights `train` would validate and export.
+
+    Args:
+        config: the run's config.
+        average_at_epoch_end: also swap the average in for the callbacks after these at the end
+            of every epoch (a tuning trial's checkpoint); off in `standard`, whose backup keeps
+            the raw weights a resumed run goes on from.
     """
     guard = NanGuard()
-    callbacks: list[keras.callbacks.Callback] = [
-        guard,
-        *([keras.callbacks.SwapEMAWeights()] if config.ema else []),
-        HistoryCSV(run_dir / "history.csv"),
-    ]
+    callbacks: list[keras.callbacks.Callback] = [guard]
+    if config.ema:
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=average_at_epoch_end))
     if config.early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(
                 monitor=MONITOR, mode="max", patience=config.early_stopping
             )
         )
+    return callbacks, guard
+
+
+def standard(
+    run_dir: Path, config: RecipeConfig
+) -> tuple[list[keras.callbacks.Callback], NanGuard]:
+    """The callbacks of a training run writing into `run_dir`, and its NaN guard.
+
+    `scoring`'s callbacks first, then the files. Order matters at the end of an epoch.
+    `HistoryCSV` writes the epoch's row before `RunCheckpoints` writes the backup (Keras'
+    `on_epoch_end` records `epoch + 1` epochs done), so a run killed between the two repeats that
+    epoch and `HistoryCSV` drops the stale row; killed after the backup, the row is there and the
+    epoch is not run again. `EarlyStopping` comes before the backup too, so a backup records that
+    training stopped. With `config.ema`, validation and the saved best model use the averaged
+    weights, and the backup keeps the raw ones a resumed run goes on from (the average is in the
+    optimizer's state).
+    """
+    callbacks, guard = scoring(config)
     callbacks += [
+        HistoryCSV(run_dir / "history.csv"),
         RunCheckpoints(run_dir, MONITOR, ema=bool(config.ema)),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
     ]

@@ -22,7 +22,8 @@ class Recipe:
         config_class: the recipe's `Config` dataclass (a `RecipeConfig`).
         load_data: `load_data(config) -> Splits` of batched train / validation / test data.
         build_model: `build_model(config, info) -> keras.Model`, uncompiled, taking raw inputs.
-        build_hypermodel: `build_hypermodel(config, info) -> keras_tuner.HyperModel`.
+        build_hypermodel: `build_hypermodel(config, info) -> dlrecipes.tuning.ConfigHyperModel`,
+            the search space over config fields (`tune` trains each trial as `train` does).
         report_extra: optional `report_extra(splits, y_true, y_prob) -> str`, markdown appended
             to `report.md` (e.g. the most confidently wrong examples).
         distill: optional `distill(config, splits) -> dlrecipes.distillation.Distillation | None`;

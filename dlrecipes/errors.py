@@ -18,7 +18,8 @@ class DatasetError(RecipeError, ValueError):
 
 
 class RunDirError(RecipeError):
-    """A run directory cannot be used as asked (exists already, or holds no run to resume)."""
+    """A run or search directory cannot be used as asked (exists already, holds no run to
+    resume, or holds a search started with another tuner or other settings)."""
 
 
 class CheckpointError(RecipeError):

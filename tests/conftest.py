@@ -103,3 +103,13 @@ def digit_folder(root: Path, per_class: int = 20, digits: tuple[int, ...] = (0, 
         for i, image in enumerate(images[labels == digit][:per_class]):
             tf.io.write_file(str(root / str(digit) / f"{i}.png"), tf.io.encode_png(image))
     return root
+
+
+@pytest.fixture(scope="module")
+def op_determinism():
+    """For a module that runs `--deterministic` in this process: TensorFlow keeps op determinism
+    on once a run enables it, so it is switched off again for the modules that follow."""
+    yield
+    from tensorflow.python.framework import config
+
+    config.disable_op_determinism()

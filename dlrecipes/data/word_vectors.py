@@ -16,8 +16,8 @@ Two sources of one 384-d vector per vocabulary word:
   "##able"); no transformer run, no texts needed.
 
 Computing `minilm` runs the transformer once over the training texts (about a minute for 10,000
-snippets on 2 CPU cores); the result is cached by the sha256 of the vocabulary and texts, so
-repeated runs and tuning trials on the same data reuse it.
+snippets on 2 CPU cores, with a progress bar on a terminal); the result is cached by the sha256
+of the vocabulary and texts, so repeated runs and tuning trials on the same data reuse it.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import safetensors.numpy
 import tensorflow as tf
 import tokenizers
 
+from dlrecipes import progress
 from dlrecipes.data import wheels
 from dlrecipes.errors import DatasetError
 
@@ -127,7 +128,8 @@ def context_matrix(
         reduce_retracing=True,
     )
     by_length = sorted((s for s in sentences if s), key=len)  # less padding per batch
-    for start in range(0, len(by_length), batch_size):
+    starts = range(0, len(by_length), batch_size)
+    for start in progress.bar(starts, desc="MiniLM word vectors", unit="batch"):
         batch = by_length[start : start + batch_size]
         encodings = wordpiece.encode_batch([list(s) for s in batch], is_pretokenized=True)
         ids = np.zeros((len(batch), max(len(e.ids) for e in encodings)), np.int32)

@@ -26,7 +26,8 @@ class SearchOptions:
         objective: the metric to optimize; `loss` / `error` metrics are minimized, others
             maximized.
         directory: where the search and its results live; None = `runs/<recipe>/tuning`.
-        overwrite: start afresh instead of resuming a search found in `directory`.
+        overwrite: start afresh instead of resuming a search found in `directory` (a resumed
+            search must have the same tuner, objective, executions and config).
     """
 
     tuner: str = "hyperband"
@@ -77,7 +78,8 @@ def add_search_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--overwrite",
         action="store_true",
-        help="start afresh; without it a search found in --directory is resumed",
+        help="start afresh; without it a search found in --directory is resumed (it must have "
+        "been started with the same --tuner and config flags)",
     )
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
+from typing import Any
 
 from dlrecipes import runtime
-from dlrecipes.config import RecipeConfig
+from dlrecipes.config import RecipeConfig, flag
 from dlrecipes.contract import Recipe
-from dlrecipes.errors import TuningFailed
+from dlrecipes.errors import RunDirError, TuningFailed
 from dlrecipes.tuning import report
+from dlrecipes.tuning.hypermodel import ConfigHyperModel
 from dlrecipes.tuning.options import SearchOptions
 from dlrecipes.tuning.tuners import build_tuner, is_worker
 
@@ -17,6 +20,11 @@ from dlrecipes.tuning.tuners import build_tuner, is_worker
 # (`dlrecipes.tuning.launch`) starts the workers after it: processes preparing the same TFDS
 # dataset at once collide.
 READY = "search ready"
+# What a search was started with, in keras-tuner's project directory: a resumed search must
+# match it (other flags would compare trials trained on other settings).
+SEARCH_FILE = "search.json"
+# How many differing settings a refusal names before it says "and N more".
+SHOWN_DIFFERENCES = 4
 
 
 @dataclasses.dataclass
@@ -32,21 +40,35 @@ def search(recipe: Recipe, config: RecipeConfig, options: SearchOptions) -> Sear
     """Runs (or resumes) a hyperparameter search for `recipe`, then writes its results.
 
     The results, in `options.directory` (default `runs/<recipe>/tuning/`): `best_hparams.json`
-    (config fields -> values, for `train --hparams`), `trials.csv`, `tuning_report.md` and
-    `objective.png`. keras-tuner's own state lives in `<directory>/<recipe>/`.
+    (the best trial's whole config, for `train --hparams`), `trials.csv`, `tuning_report.md` and
+    `objective.png`. keras-tuner's own state lives in `<directory>/<recipe>/`, with each trial's
+    whole config in `trial_<id>/config.json`.
 
     Raises:
+        RunDirError: `directory` holds a search started with another tuner or other settings.
         TuningFailed: no trial completed; the results still list every trial and its error.
     """
     directory = Path(options.directory or Path("runs") / recipe.name / "tuning")
+    epochs = options.max_epochs or config.epochs
+    config = dataclasses.replace(config, epochs=epochs)
+    record_path = directory / recipe.name / SEARCH_FILE
+    record = _record(config, options)
+    if not options.overwrite:
+        _check_resumable(directory, record_path, record)
     if options.overwrite and not is_worker():
         report.remove(directory)
     runtime.seed_everything(config.seed, config.deterministic)
     runtime.set_precision(config.precision)
-    epochs = options.max_epochs or config.epochs
-    config = dataclasses.replace(config, epochs=epochs)
     splits = recipe.load_data(config)
     hypermodel = recipe.build_hypermodel(config, splits.info)
+    if not isinstance(hypermodel, ConfigHyperModel):
+        raise TypeError(
+            f"{recipe.name}'s build_hypermodel returned a {type(hypermodel).__name__}; "
+            "tuning.search needs a dlrecipes.tuning.ConfigHyperModel, which records and trains "
+            "each trial's config as train does."
+        )
+    if hypermodel.load_data is None:
+        hypermodel.load_data = recipe.load_data
     tuner = build_tuner(
         hypermodel,
         options,
@@ -55,24 +77,27 @@ def search(recipe: Recipe, config: RecipeConfig, options: SearchOptions) -> Sear
         max_epochs=epochs,
         seed=config.seed,
     )
+    if not is_worker():
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps(record, indent=2) + "\n")
+    for note in _notes(hypermodel, options):
+        print(note)
     print(f"{tuner.tuner_id}: {READY}", flush=True)
     stopped = None
     try:
-        tuner.search(splits.train, validation_data=splits.validation, epochs=epochs, verbose=2)
+        tuner.search(verbose=2)
     except RuntimeError as err:
         if "consecutive failures" not in str(err):
             raise
         stopped = str(err).splitlines()[0]
     if is_worker():
         return SearchResult(directory, None, None)
-    config_fields = {f.name for f in dataclasses.fields(config)}
     summary = report.summarize(
         tuner.oracle,
         project_dir=Path(tuner.project_dir),
-        fields=[hp.name for hp in tuner.oracle.get_space().space if hp.name in config_fields],
-        config_class=type(config),
+        fields=list(hypermodel.space),
+        config_of=lambda trial: hypermodel.train_config(trial.hyperparameters),
         tuner=options.tuner,
-        epochs=epochs,
         stopped=stopped,
     )
     best = report.write(directory, summary, recipe.name)
@@ -85,3 +110,57 @@ def search(recipe: Recipe, config: RecipeConfig, options: SearchOptions) -> Sear
             "then run again with --overwrite."
         )
     return SearchResult(directory, summary, best)
+
+
+def _record(config: RecipeConfig, options: SearchOptions) -> dict[str, Any]:
+    """The settings a resumed search must share with the search it continues, as JSON values."""
+    settings = {
+        "tuner": options.tuner,
+        "objective": options.objective,
+        "executions_per_trial": options.executions_per_trial,
+        **config.to_dict(),
+    }
+    return json.loads(json.dumps(settings))
+
+
+def _check_resumable(directory: Path, record_path: Path, record: dict[str, Any]) -> None:
+    """Refuses to resume a search in `directory` that was started with other settings."""
+    if not record_path.exists():
+        return
+    saved = json.loads(record_path.read_text())
+    elsewhere = "--overwrite to replace it, or --directory DIR to search elsewhere"
+    if saved.get("tuner") != record["tuner"]:
+        raise RunDirError(
+            f"{directory} holds a {saved.get('tuner')} search, which --tuner {record['tuner']} "
+            f"cannot continue. Pass --tuner {saved.get('tuner')} to continue it, {elsewhere}."
+        )
+    differ = [k for k in record if saved.get(k) != record[k]]
+    if differ:
+        shown = ", ".join(
+            f"--{flag(k)} {_show(saved.get(k))} (now {_show(record[k])})"
+            for k in differ[:SHOWN_DIFFERENCES]
+        )
+        if len(differ) > SHOWN_DIFFERENCES:
+            shown += f" and {len(differ) - SHOWN_DIFFERENCES} more"
+        raise RunDirError(
+            f"{directory} holds a search started with {shown}; a resumed search keeps its "
+            f"settings. Run it with those, pass {elsewhere}."
+        )
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _notes(hypermodel: ConfigHyperModel, options: SearchOptions) -> list[str]:
+    """What the search does with the config's values that the user may not expect."""
+    notes = list(hypermodel.notes)
+    config = hypermodel.config
+    # Hyperband's shortest trials train one epoch; the others train `epochs`.
+    shortest = 1 if options.tuner == "hyperband" else config.epochs
+    if config.warmup_epochs > shortest / 4:
+        notes.append(
+            f"warmup_epochs: {config.warmup_epochs:g} is capped at a quarter of each trial's "
+            f"epochs ({shortest / 4:g} for a {shortest}-epoch trial), so no trial is all warm-up."
+        )
+    return notes

@@ -10,7 +10,10 @@ from typing import Any
 import keras_tuner
 from keras_tuner.src.distribute import utils as dist_utils
 
+from dlrecipes import runtime
+from dlrecipes.errors import RunDirError
 from dlrecipes.tuning import report
+from dlrecipes.tuning.hypermodel import ConfigHyperModel
 from dlrecipes.tuning.options import SearchOptions
 
 # Hyperband keeps the best 1/FACTOR of each round and trains it FACTOR times longer.
@@ -44,16 +47,30 @@ class _RandomOracle(_DefaultsFirst, keras_tuner.oracles.RandomSearchOracle):
 
 
 class _Tuner(keras_tuner.Tuner):
-    """`keras_tuner.Tuner` that says which tuner runs which trial, and writes a failed trial's
-    traceback into its trial directory.
+    """`keras_tuner.Tuner` that says which tuner runs which trial, records each trial's whole
+    config in its trial directory, and writes a failed trial's traceback there too.
 
-    keras-tuner keeps the error in `trial.message`, but its gRPC `Trial` message has no field for
-    it: in a distributed search only the worker that ran the trial knows why it failed. The file
-    lets the chief's report show it (the directory is shared on one host, or on a shared disk).
+    The config (`config.json`, the same file a training run writes) is what `train --hparams`
+    needs to train the trial again. keras-tuner keeps the error in `trial.message`, but its gRPC
+    `Trial` message has no field for it: in a distributed search only the worker that ran the
+    trial knows why it failed. The files let the chief's report show both (the directory is
+    shared on one host, or on a shared disk).
     """
+
+    hypermodel: ConfigHyperModel
+
+    def _populate_initial_space(self) -> None:
+        # keras-tuner builds models until every conditional hyperparameter has been seen; a
+        # ConfigHyperModel declares all of its dimensions up front, without conditions, so
+        # declaring them is enough and no model (nor its data) is built before the first trial.
+        hp = self.oracle.get_space()
+        self.hypermodel.declare(hp)
+        self.oracle.update_space(hp)
 
     def on_trial_begin(self, trial: keras_tuner.engine.trial.Trial) -> None:
         print(f"{self.tuner_id} runs trial {trial.trial_id}", flush=True)
+        config = self.hypermodel.train_config(trial.hyperparameters)
+        config.save(Path(self.get_trial_dir(trial.trial_id), report.TRIAL_CONFIG))
         super().on_trial_begin(trial)
 
     def on_trial_end(self, trial: keras_tuner.engine.trial.Trial) -> None:
@@ -84,7 +101,7 @@ def is_worker() -> bool:
 
 
 def build_tuner(
-    hypermodel: keras_tuner.HyperModel,
+    hypermodel: ConfigHyperModel,
     options: SearchOptions,
     *,
     directory: Path,
@@ -92,7 +109,14 @@ def build_tuner(
     max_epochs: int,
     seed: int = 0,
 ) -> keras_tuner.Tuner:
-    """The keras-tuner tuner of `options.tuner`, resuming any search in `directory`."""
+    """The keras-tuner tuner of `options.tuner`, resuming any search in `directory`.
+
+    Trials are built under the distribution strategy `train` uses (`config.strategy`).
+
+    Raises:
+        RunDirError: keras-tuner cannot reload the search found in `directory` (another tuner
+            made it).
+    """
     common: dict[str, Any] = {
         "objective": objective(options.objective),
         "seed": seed,
@@ -114,12 +138,22 @@ def build_tuner(
     else:
         oracle = _RandomOracle(max_trials=options.max_trials, **common)
         tuner_class = _Tuner
-    return tuner_class(
-        oracle=oracle,
-        hypermodel=hypermodel,
-        executions_per_trial=options.executions_per_trial,
-        directory=str(directory),
-        project_name=project_name,
-        # The chief owns the directory: a worker that deleted it would delete the chief's trials.
-        overwrite=options.overwrite and not is_worker(),
-    )
+    try:
+        return tuner_class(
+            oracle=oracle,
+            hypermodel=hypermodel,
+            executions_per_trial=options.executions_per_trial,
+            distribution_strategy=runtime.strategy(hypermodel.config.strategy),
+            directory=str(directory),
+            project_name=project_name,
+            # The chief owns the directory: a worker deleting it would delete the chief's trials.
+            overwrite=options.overwrite and not is_worker(),
+        )
+    except RuntimeError as err:  # keras-tuner: "Error reloading `Oracle` from existing project"
+        if "reloading `Oracle`" not in str(err):
+            raise
+        raise RunDirError(
+            f"{directory} holds a search that a {options.tuner} search cannot continue (another "
+            "tuner made it). Pass --overwrite to replace it, or --directory DIR to search "
+            "elsewhere."
+        ) from err
