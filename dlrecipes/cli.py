@@ -150,6 +150,9 @@ def _train(recipe: Recipe, args: argparse.Namespace) -> int:
         )
     else:
         result = training.train(recipe, config, run_dir, resume=args.resume, export=args.export)
+        if not result.metrics:
+            print(f"Worker done; the chief writes the results to {run_dir}.")
+            return 0
         print(
             f"test accuracy: {result.metrics['accuracy']:.4f} "
             f"({result.metrics['num_examples']} examples)"

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from dlrecipes import callbacks as cb
-from dlrecipes import optimizers, reports, runtime
+from dlrecipes import cluster, optimizers, reports, runtime
 from dlrecipes.config import RecipeConfig
 from dlrecipes.contract import Recipe
 from dlrecipes.data import Splits
@@ -65,7 +65,8 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
                 "no backup is left). Start a new --run-dir to train again."
             )
         return
-    if run_dir.exists() and any(run_dir.iterdir()):
+    # `logs/` alone is no run: `dlrecipes.train_launch` writes the processes' logs there first.
+    if run_dir.exists() and any(p.name != "logs" for p in run_dir.iterdir()):
         raise RunDirError(
             f"{run_dir} already holds a run. Pass --resume to continue it, or choose another "
             "--run-dir; nothing was overwritten."
@@ -127,13 +128,21 @@ def train(
 
     A run killed at any point continues from its last backup with `resume=True`.
     `extra_callbacks` run after the standard ones (benchmarks use them to time epochs).
+    Under `--strategy multi_host` only the chief writes `run_dir`; every other process trains in
+    step with it, writing into a scratch directory, and returns a result without metrics.
     """
     run_dir = Path(run_dir)
+    task = cluster.task(config.strategy)
+    if task is not None and not task.is_chief:
+        run_dir = cluster.scratch_dir(task, run_dir, resume)
     prepare_run_dir(run_dir, resume)
     runtime.seed_everything(config.seed, config.deterministic)
     precision = runtime.set_precision(config.precision)
     strategy = runtime.strategy(config.strategy)
-    splits = recipe.load_data(config)
+    with cluster.chief_first(strategy, task):
+        splits = recipe.load_data(config)
+    if task is not None:
+        splits = splits.map(lambda ds, _: cluster.shard_by_data(ds))
     steps = count_batches(splits.train)
     if steps == 0:
         raise DatasetError(f"The training split of {config.dataset} is empty.")
@@ -147,9 +156,12 @@ def train(
         f"{strategy.num_replicas_in_sync} replica(s), XLA {xla}, precision {precision}."
     )
     callbacks, guard = cb.standard(run_dir, config)
+    backup = next(c for c in callbacks if isinstance(c, cb.BackupAndRestore))
+    train_data, steps_per_epoch = backup.resumable(splits.train, steps)
     try:
         model.fit(
-            splits.train,
+            train_data,
+            steps_per_epoch=steps_per_epoch,
             validation_data=splits.validation,
             epochs=config.epochs,
             callbacks=callbacks + (extra_callbacks or []),
@@ -162,8 +174,16 @@ def train(
                 "away to restart this run from epoch 1; the rest of the run directory is kept."
             ) from err
         raise
+    except (tf.errors.UnavailableError, tf.errors.AbortedError) as err:
+        if task is None:
+            raise
+        raise cluster.lost(err) from err
     if guard.message:
         raise TrainingDiverged(guard.message)
+    if task is not None:
+        print(f"Weights of {task}: sha256 {cluster.weights_digest(model)}")
+        if not task.is_chief:
+            return RunResult(run_dir, {})
     return finish(recipe, config, run_dir, splits, export=export)
 
 
@@ -201,6 +221,11 @@ def cross_validate(
     """
     if folds < 2:
         raise ConfigError(f"--folds must be at least 2; got {folds}.")
+    if cluster.task(config.strategy) is not None:
+        raise ConfigError(
+            "--folds trains the folds one after another on one host; drop --strategy multi_host "
+            "(and TF_CONFIG), or train each fold as its own multi-host run."
+        )
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir, resume)
     if not resume:
