@@ -184,6 +184,13 @@ def test_multi_host_without_tf_config_is_refused(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "r").exists()
 
 
+def test_folds_are_refused_under_multi_host(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", train_launch.tf_config(["127.0.0.1:1", "127.0.0.1:2"], 0))
+    train = recipe_main("image_classification")
+    assert train("train", "--tiny", "--folds", "2", "--run-dir", tmp_path / "r") == 2
+    assert "--folds trains the folds one after another" in capsys.readouterr().err
+
+
 def test_launcher_picks_distinct_ports_and_one_run_dir(tmp_path):
     assert len(set(train_launch.free_ports(4))) == 4
     command, run_dir = train_launch.with_run_dir(
