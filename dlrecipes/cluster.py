@@ -9,10 +9,10 @@ own `task`:
     TF_CONFIG='{"cluster": {"worker": ["host1:23456", "host2:23456"]},
                 "task": {"type": "worker", "index": 0}}'
 
-Task 0 is the chief: it writes the run directory. The others run the very same saves (saving reads
-values summed over all processes, so every process must take part) into a scratch directory that
-is deleted when they exit: the usual TensorFlow pattern. Keras 3 needs a patch to train there at
-all (`dlrecipes.mwms_shim`), applied when the cluster is joined.
+Task 0 is the chief: it writes the run directory. The others run the very same callbacks, saves
+included, into a scratch directory that is deleted when they exit: the usual TensorFlow pattern,
+since a save may read variables aggregated over all processes, which every process must join.
+Keras 3 needs a patch to train there at all (`dlrecipes.mwms_shim`), applied on joining.
 """
 
 from __future__ import annotations

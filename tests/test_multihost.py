@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -215,6 +216,38 @@ def test_launcher_picks_distinct_ports_and_one_run_dir(tmp_path):
     )
     assert train_launch.main(["--", "python", "recipe.py", "train", "--strategy", "mirrored",
                               "--run-dir", str(tmp_path / "new")]) == 2  # fmt: skip
+
+
+# A stand-in for `train` that fails as `dlrecipes.cluster.join` does when its port is taken.
+BIND_OWN_PORT = """
+import json, os, socket, sys
+spec = json.loads(os.environ["TF_CONFIG"])
+host, port = spec["cluster"]["worker"][spec["task"]["index"]].split(":")
+try:
+    socket.socket().bind((host, int(port)))
+except OSError:
+    sys.exit(print("error: the port is already in use") or 2)
+print("trained")
+"""
+
+
+def test_launcher_starts_again_on_new_ports_when_one_was_taken(tmp_path, monkeypatch, capsys):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    first = [[taken.getsockname()[1], *train_launch.free_ports(1)]]
+    free_ports = train_launch.free_ports
+    monkeypatch.setattr(
+        train_launch, "free_ports", lambda n, host: first.pop() if first else free_ports(n, host)
+    )
+    command = [sys.executable, "-c", BIND_OWN_PORT, "--run-dir", str(tmp_path / "run")]
+    assert train_launch.launch(command, 2) == 0
+    out = capsys.readouterr().out
+    assert "[worker0] error: the port is already in use" in out
+    assert "starting again on new ports" in out
+    assert out.strip().splitlines()[-1].startswith("[launch] every process exited 0")
+    assert (tmp_path / "run" / "logs" / "worker-0.log").read_text().count("=== ") == 2
+    taken.close()
 
 
 # --- backups every N steps --------------------------------------------------------------------
