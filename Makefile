@@ -8,7 +8,8 @@ WORKERS ?= 0
 DIST   ?= dist
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help venv demo test lint format bench dist image-classification text-bilstm clean
+.PHONY: help venv demo test lint format bench dist image-classification text-bilstm \
+	train-distributed clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -46,6 +47,13 @@ image-classification: $(STAMP) ## train the image recipe: make image-classificat
 
 text-bilstm: $(STAMP) ## train the text recipe on Rotten Tomatoes snippets: make text-bilstm ARGS="--arch bigru"
 	$(PY) recipes/text_bilstm/recipe.py train $(ARGS)
+
+# One training run as WORKERS processes on 127.0.0.1 (2 unless given), through
+# MultiWorkerMirroredStrategy (dlrecipes/train_launch.py); the README shows several hosts.
+train-distributed: $(STAMP) ## train one run as N processes: make train-distributed RECIPE=image_classification WORKERS=2 ARGS="--epochs 5"
+	@test -n "$(RECIPE)" || { echo "error: give RECIPE=<name>, one of: $$(ls recipes | grep -v '\.')"; exit 2; }
+	$(PY) -m dlrecipes.train_launch --workers $(or $(filter-out 0,$(WORKERS)),2) -- \
+		$(PY) recipes/$(subst -,_,$(RECIPE))/recipe.py train $(ARGS)
 
 # Any recipe: tune-text-bilstm runs recipes/text_bilstm/recipe.py. WORKERS=N: a keras-tuner chief and
 # N workers on 127.0.0.1 (dlrecipes/tuning/launch.py); recipes/TUNING.md shows several hosts.

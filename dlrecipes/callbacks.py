@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from dlrecipes.config import RecipeConfig
 from dlrecipes.errors import CheckpointError
@@ -134,19 +135,53 @@ class RunCheckpoints(keras.callbacks.BackupAndRestore):
     report deletes the backup afterwards. An epoch whose loss is not finite is not backed up: a
     resumed run goes on from the last finite state.
 
+    With `steps`, the backup is also written every `steps` training steps, and a run resumed from
+    such a backup goes on at the step after it, training exactly as many steps as a run never
+    stopped (Keras 3 alone restores the epoch but runs it from its first step again). Training
+    then reads the data `resumable` returns: one stream of passes over the training set,
+    `steps_per_epoch` steps to an epoch, that a resumed run starts where the backup was taken (a
+    resumed pass draws a fresh shuffle: what is skipped is as many batches as were trained, not
+    the very same examples). Its epochs then end that many steps into the next pass, and the last
+    one stops early, at the run's total step count.
+
     Args:
         run_dir: the run directory; the backup goes to `run_dir/backup`.
         monitor: the metric whose best value picks the model; higher is better.
         ema: save the averaged weights (the optimizer must have `use_ema=True`).
+        steps: also back up every `steps` training steps (0: after every epoch only).
     """
 
-    def __init__(self, run_dir: Path, monitor: str = MONITOR, ema: bool = False) -> None:
-        super().__init__(str(run_dir / "backup"), double_checkpoint=True, delete_checkpoint=False)
+    def __init__(
+        self, run_dir: Path, monitor: str = MONITOR, ema: bool = False, steps: int = 0
+    ) -> None:
+        super().__init__(
+            str(run_dir / "backup"),
+            save_freq=steps or "epoch",
+            double_checkpoint=True,
+            delete_checkpoint=False,
+        )
         self.run_dir = Path(run_dir)
         self.monitor = monitor
         self.best = -math.inf
         # Public hooks of SwapEMAWeights: on_test_begin swaps the average in, on_test_end out.
         self._swap = keras.callbacks.SwapEMAWeights() if ema else None
+        self.steps = steps
+        self._skip = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._steps_per_epoch = 0
+        self._offset = 0  # steps of the stream already trained when this run's epochs began
+        self._steps_done = 0  # steps of the current epoch's stream position, for the backup
+
+    def resumable(
+        self, ds: tf.data.Dataset, steps_per_epoch: int
+    ) -> tuple[tf.data.Dataset, int | None]:
+        """The training data and `steps_per_epoch` to give `fit`: `(ds, None)` without `steps`."""
+        if not self.steps:
+            return ds, None
+        self._steps_per_epoch = steps_per_epoch
+        skip = self._skip
+        # The count is read when fit starts iterating, after `on_train_begin` restored the backup.
+        stream = tf.data.Dataset.range(1).flat_map(lambda _: ds.repeat().skip(skip))
+        return stream.with_options(ds.options()), steps_per_epoch
 
     def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
@@ -166,6 +201,23 @@ class RunCheckpoints(keras.callbacks.BackupAndRestore):
         ]
         if scores and (self.run_dir / "model.keras").exists():
             self.best = max(scores)
+        meta = Path(self._training_metadata_path)
+        self._offset = json.loads(meta.read_text()).get("steps_done", 0) if meta.exists() else 0
+        self._skip.assign(self._offset)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        # Keras sets it only at epoch end, so a resumed run's mid-epoch backups would say epoch 0.
+        self._current_epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if not self.steps:
+            return
+        self._steps_done = self._offset + batch + 1
+        position = self._current_epoch * self._steps_per_epoch + self._steps_done
+        if position >= self.params["epochs"] * self._steps_per_epoch:
+            self.model.stop_training = True  # a resumed run's last epoch ends the run on time
+        elif batch + 1 < self._steps_per_epoch:  # the epoch's last step is backed up at its end
+            super().on_train_batch_end(batch, logs)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -181,9 +233,20 @@ class RunCheckpoints(keras.callbacks.BackupAndRestore):
             self._save_best(backup / f"best-{n}.keras")
         if self.model.stop_training or n >= self.params["epochs"]:
             (backup / f"finished-{n}").touch()
-        super().on_epoch_end(epoch, logs)
+        self._steps_done = self._offset
+        self._batches_seen_since_last_saving = 0
+        super().on_epoch_end(epoch, logs)  # the backup, with save_freq "epoch"
+        if self.steps:
+            self._save_model()
         if improved:
             os.replace(backup / f"best-{n}.keras", self.run_dir / "model.keras")
+
+    def _save_model(self) -> None:
+        super()._save_model()
+        # Keras writes the epoch to resume; add how many steps into it these weights are.
+        meta = Path(self._training_metadata_path)
+        values = {**json.loads(meta.read_text()), "steps_done": self._steps_done}
+        meta.write_text(json.dumps(values))
 
     def _save_best(self, path: Path) -> None:
         if self._swap is None:
@@ -264,7 +327,7 @@ def standard(
     callbacks, guard = scoring(config)
     callbacks += [
         HistoryCSV(run_dir / "history.csv"),
-        RunCheckpoints(run_dir, MONITOR, ema=bool(config.ema)),
+        RunCheckpoints(run_dir, MONITOR, ema=bool(config.ema), steps=config.backup_steps),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
     ]
     return callbacks, guard

@@ -238,6 +238,9 @@ def _train(recipe: Recipe, args: argparse.Namespace) -> int:
         result = training.train(
             recipe, config, args.run_dir, resume=args.resume, export=args.export
         )
+        if not result.metrics:  # a multi-host process other than the chief
+            print(f"Worker done; the chief writes the results to {args.run_dir}.")
+            return 0
         print(
             f"test accuracy: {result.metrics['accuracy']:.4f} "
             f"({result.metrics['num_examples']} examples)"

@@ -19,7 +19,7 @@ from dlrecipes.errors import ConfigError
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("auto", "default", "mirrored")
+STRATEGIES = ("auto", "default", "mirrored", "multi_host")
 # The key of a saved config (a run's config.json) that names the recipe it was trained by.
 RECIPE_KEY = "recipe"
 
@@ -53,7 +53,10 @@ class RecipeConfig:
     deterministic: bool = False  # op determinism: reproducible to the bit, slower
     jit: bool | None = None  # XLA; None = the measured default for this device
     precision: str = "auto"  # auto = mixed_float16 on GPU, float32 on CPU
-    strategy: str = "auto"  # auto = MirroredStrategy when several GPUs are visible
+    # auto = multi_host when TF_CONFIG names several processes, else MirroredStrategy when several
+    # GPUs are visible. multi_host: --batch-size is the global batch, split across processes.
+    strategy: str = "auto"
+    backup_steps: int = 0  # also back up every N training steps (0 = after every epoch only)
     fold: tuple[int, int] | None = None  # (i, k): set by `train --folds k`
 
     # Overrides that shrink a run to seconds, for tests and a first look (`--tiny`).
@@ -95,6 +98,8 @@ class RecipeConfig:
         for name in ("l1", "l2", "weight_decay", "momentum", "warmup_epochs", "early_stopping"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative; got {getattr(self, name)}.")
+        if self.backup_steps < 0:
+            raise ConfigError(f"backup_steps must not be negative; got {self.backup_steps}.")
 
     def tiny(self) -> RecipeConfig:
         """The same config shrunk by `TINY`, for tests and quick local runs."""

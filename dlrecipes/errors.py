@@ -32,3 +32,7 @@ class TrainingDiverged(RecipeError):
 
 class TuningFailed(RecipeError):
     """No trial of a search completed, so there are no best hyperparameters."""
+
+
+class ClusterError(RecipeError):
+    """A multi-host run cannot form its cluster, or lost one of its processes."""

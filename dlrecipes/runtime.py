@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from dlrecipes import cluster
 from dlrecipes.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -24,13 +25,18 @@ def gpus() -> list[tf.config.PhysicalDevice]:
 
 
 def strategy(name: str = "auto") -> tf.distribute.Strategy:
-    """The distribution strategy for one host.
+    """The distribution strategy.
 
     Args:
-        name: `auto` (MirroredStrategy over every GPU when there are several, else the default
-            strategy), `default` (one device), or `mirrored` (MirroredStrategy over every GPU, or
-            over every logical CPU device when there is no GPU).
+        name: `auto` (`multi_host` when TF_CONFIG names several processes, else MirroredStrategy
+            over every GPU when there are several, else the default strategy), `default` (one
+            device), `mirrored` (MirroredStrategy over every GPU, or over every logical CPU device
+            when there is no GPU), or `multi_host` (MultiWorkerMirroredStrategy over the processes
+            of TF_CONFIG; see `dlrecipes.cluster`).
     """
+    task = cluster.task(name)
+    if task is not None:
+        return cluster.join(task)
     if name == "default" or (name == "auto" and len(gpus()) < 2):
         return tf.distribute.get_strategy()
     if name in ("auto", "mirrored"):
@@ -38,7 +44,7 @@ def strategy(name: str = "auto") -> tf.distribute.Strategy:
             d.name for d in tf.config.list_logical_devices("CPU")
         ]
         return tf.distribute.MirroredStrategy(devices)
-    raise ConfigError(f"strategy={name!r} is not one of auto, default, mirrored.")
+    raise ConfigError(f"strategy={name!r} is not one of auto, default, mirrored, multi_host.")
 
 
 def use_jit(jit: bool | None, replicas: int = 1) -> bool:

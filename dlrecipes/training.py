@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from dlrecipes import callbacks as cb
-from dlrecipes import optimizers, reports, runtime
+from dlrecipes import cluster, optimizers, reports, runtime
 from dlrecipes.config import RecipeConfig
 from dlrecipes.contract import Recipe
 from dlrecipes.data import Splits, no_training_split
@@ -90,7 +90,12 @@ def check_run_dir(run_dir: Path | None, resume: bool) -> None:
                 f"--resume: {run_dir} holds no config.json, so there is no run to resume. "
                 "Drop --resume to start a new run there."
             )
-    elif run_dir is not None and run_dir.exists() and any(run_dir.iterdir()):
+    # `logs/` alone is no run: `dlrecipes.train_launch` writes the processes' logs there first.
+    elif (
+        run_dir is not None
+        and run_dir.exists()
+        and any(p.name != "logs" for p in run_dir.iterdir())
+    ):
         raise RunDirError(
             f"{run_dir} already holds a run. Pass --resume to continue it, or choose another "
             "--run-dir; nothing was overwritten."
@@ -208,8 +213,19 @@ def train(
     A run killed at any point continues from its last backup with `resume=True`; one killed
     after training only writes its report. Ctrl-C raises `Interrupted` naming the directory.
     `extra_callbacks` run after the standard ones (benchmarks use them to time epochs).
+    Under `--strategy multi_host` only the chief writes `run_dir`; every other process trains in
+    step with it, writing into a scratch directory, and returns a result without metrics.
     """
     run_dir = None if run_dir is None else Path(run_dir)
+    task = cluster.task(config.strategy)
+    if task is not None:
+        if run_dir is None:
+            raise ConfigError(
+                "A multi-host run needs --run-dir: every process names the same directory, and "
+                "the chief writes it."
+            )
+        if not task.is_chief:
+            run_dir = cluster.scratch_dir(task, run_dir, resume)
     check_run_dir(run_dir, resume)
     if resume and (run_dir / "metrics.json").exists():
         if not (run_dir / "backup").exists():
@@ -222,14 +238,20 @@ def train(
     precision = runtime.set_precision(config.precision)
     strategy = runtime.strategy(config.strategy)
     runtime.use_jit(config.jit, strategy.num_replicas_in_sync)  # refuses now, before the data
-    splits = recipe.load_data(config)
-    # With a teacher, the model fits its soft targets over a transfer set (dlrecipes.distillation).
-    distill = recipe.distill(config, splits) if recipe.distill else None
+    with cluster.chief_first(strategy, task):  # TFDS preparation and teacher predictions, once
+        splits = recipe.load_data(config)
+        # With a teacher, the model fits its soft targets over a transfer set
+        # (dlrecipes.distillation).
+        distill = recipe.distill(config, splits) if recipe.distill else None
     if resume and cb.training_finished(run_dir, config.epochs):
+        if task is not None and not task.is_chief:
+            return RunResult(run_dir, {})  # the chief writes the report
         print(f"Training in {run_dir} had finished; writing its report.")
         with _resumable(run_dir):
             return finish(recipe, config, run_dir, splits, export=export, distill=distill)
     fit_data = (distill.train, distill.validation) if distill else (splits.train, splits.validation)
+    if task is not None:
+        fit_data = tuple(cluster.shard_by_data(ds) for ds in fit_data)
     steps = count_batches(fit_data[0])
     if steps == 0:
         raise no_training_split(splits.info)
@@ -250,16 +272,28 @@ def train(
     )
     with _resumable(run_dir):
         callbacks, guard = cb.standard(run_dir, config)
-        model.fit(
-            fit_data[0],
-            validation_data=fit_data[1],
-            epochs=config.epochs,
-            callbacks=[*callbacks, cb.EpochLine(), *(extra_callbacks or [])],
-            verbose=0,
-            shuffle=False,  # the tf.data pipeline shuffles; Keras warns about shuffle=True
-        )
+        backup = next(c for c in callbacks if isinstance(c, cb.RunCheckpoints))
+        train_data, steps_per_epoch = backup.resumable(fit_data[0], steps)
+        try:
+            model.fit(
+                train_data,
+                steps_per_epoch=steps_per_epoch,
+                validation_data=fit_data[1],
+                epochs=config.epochs,
+                callbacks=[*callbacks, cb.EpochLine(), *(extra_callbacks or [])],
+                verbose=0,
+                shuffle=False,  # the tf.data pipeline shuffles; Keras warns about shuffle=True
+            )
+        except (tf.errors.UnavailableError, tf.errors.AbortedError) as err:
+            if task is None:
+                raise
+            raise cluster.lost(err) from err
         if guard.message:
             raise TrainingDiverged(guard.message)
+        if task is not None:
+            print(f"Weights of {task}: sha256 {cluster.weights_digest(model)}")
+            if not task.is_chief:
+                return RunResult(run_dir, {})
         return finish(recipe, config, run_dir, splits, export=export, distill=distill)
 
 
@@ -326,6 +360,11 @@ def cross_validate(
     """
     if folds < 2:
         raise ConfigError(f"--folds must be at least 2; got {folds}.")
+    if cluster.task(config.strategy) is not None:
+        raise ConfigError(
+            "--folds trains the folds one after another on one host; drop --strategy multi_host "
+            "(and TF_CONFIG), or train each fold as its own multi-host run."
+        )
     run_dir = None if run_dir is None else Path(run_dir)
     check_run_dir(run_dir, resume)
     if not resume:
