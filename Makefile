@@ -49,10 +49,10 @@ text-bilstm: $(STAMP) ## train the text recipe on Rotten Tomatoes snippets: make
 	$(PY) recipes/text_bilstm/recipe.py train $(ARGS)
 
 # One training run as WORKERS processes on 127.0.0.1 (2 unless given), through
-# MultiWorkerMirroredStrategy (dlrecipes/train_launch.py); the README shows several hosts.
+# MultiWorkerMirroredStrategy (dlrecipes/multihost/launch.py); the README shows several hosts.
 train-distributed: $(STAMP) ## train one run as N processes: make train-distributed RECIPE=image_classification WORKERS=2 ARGS="--epochs 5"
 	@test -n "$(RECIPE)" || { echo "error: give RECIPE=<name>, one of: $$(ls recipes | grep -v '\.')"; exit 2; }
-	$(PY) -m dlrecipes.train_launch --workers $(or $(filter-out 0,$(WORKERS)),2) -- \
+	$(PY) -m dlrecipes.multihost.launch --workers $(or $(filter-out 0,$(WORKERS)),2) -- \
 		$(PY) recipes/$(subst -,_,$(RECIPE))/recipe.py train $(ARGS)
 
 # Any recipe: tune-text-bilstm runs recipes/text_bilstm/recipe.py. WORKERS=N: a keras-tuner chief and

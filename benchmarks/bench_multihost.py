@@ -1,6 +1,6 @@
 """Image recipe trained by two processes on this host (MultiWorkerMirroredStrategy) vs by one.
 
-Both runs use the recipe's defaults and go through `dlrecipes.train_launch` (`--workers 1` is a
+Both runs use the recipe's defaults and go through `dlrecipes.multihost.launch` (`--workers 1` is a
 plain single-process run), one after the other. Reported: the best checkpoint's accuracy on the
 official MNIST test split (10,000 digits neither saw), whether every process of the two-process
 run ended with the same weights (the SHA-256 each prints), and training throughput from Keras'
@@ -32,7 +32,7 @@ UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 def run(workers: int, run_dir: Path) -> str:
     """Trains the image recipe's defaults as `workers` processes; returns the launcher's output."""
     command = [
-        sys.executable, "-m", "dlrecipes.train_launch", "--workers", str(workers), "--",
+        sys.executable, "-m", "dlrecipes.multihost.launch", "--workers", str(workers), "--",
         sys.executable, str(RECIPE), "train", "--run-dir", str(run_dir),
     ]  # fmt: skip
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)

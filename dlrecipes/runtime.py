@@ -9,8 +9,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from dlrecipes import cluster
 from dlrecipes.errors import ConfigError
+from dlrecipes.multihost import cluster
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def strategy(name: str = "auto") -> tf.distribute.Strategy:
             over every GPU when there are several, else the default strategy), `default` (one
             device), `mirrored` (MirroredStrategy over every GPU, or over every logical CPU device
             when there is no GPU), or `multi_host` (MultiWorkerMirroredStrategy over the processes
-            of TF_CONFIG; see `dlrecipes.cluster`).
+            of TF_CONFIG; see `dlrecipes.multihost.cluster`).
     """
     task = cluster.task(name)
     if task is not None:

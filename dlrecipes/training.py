@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from dlrecipes import callbacks as cb
-from dlrecipes import cluster, optimizers, reports, runtime
+from dlrecipes import optimizers, reports, runtime
 from dlrecipes.config import RecipeConfig
 from dlrecipes.contract import Recipe
 from dlrecipes.data import Splits, no_training_split
@@ -30,6 +30,7 @@ from dlrecipes.errors import (
     RunDirError,
     TrainingDiverged,
 )
+from dlrecipes.multihost import cluster
 from dlrecipes.wording import count
 
 
@@ -90,7 +91,7 @@ def check_run_dir(run_dir: Path | None, resume: bool) -> None:
                 f"--resume: {run_dir} holds no config.json, so there is no run to resume. "
                 "Drop --resume to start a new run there."
             )
-    # `logs/` alone is no run: `dlrecipes.train_launch` writes the processes' logs there first.
+    # `logs/` alone is no run: `dlrecipes.multihost.launch` writes the processes' logs there first.
     elif (
         run_dir is not None
         and run_dir.exists()

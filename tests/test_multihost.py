@@ -1,8 +1,8 @@
-"""Multi-host training on 127.0.0.1: two processes started by `dlrecipes.train_launch` train as
+"""Multi-host training on 127.0.0.1: two processes started by `dlrecipes.multihost.launch` train as
 one and end with identical weights; a worker killed mid-epoch and the job started again resumes
 from the last backup; a worker that cannot reach the chief fails with one line instead of hanging.
 Plus the pieces in-process: TF_CONFIG, the launcher's helpers, backups every N steps, and the
-Keras bugs `dlrecipes.mwms_shim` works around (this fails once Keras fixes them)."""
+Keras bugs `dlrecipes.multihost.shim` works around (this fails once Keras fixes them)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ import pytest
 import tensorflow as tf
 
 from dlrecipes import callbacks as cb
-from dlrecipes import cluster, mwms_shim, train_launch, training
+from dlrecipes import training
 from dlrecipes.errors import ConfigError, RunDirError
+from dlrecipes.multihost import cluster, shim
+from dlrecipes.multihost import launch as train_launch
 from tests.conftest import ROOT, recipe_main
 
 TIMEOUT = 400  # seconds per launch; a hang fails the test instead of blocking the suite
@@ -33,7 +35,7 @@ DIGEST = re.compile(r"\[(worker\d)\] Weights of process \d of 2 \(\S+\): sha256 
 def _launch(recipe: str, *args, on_line=None) -> tuple[int, str]:
     """Runs `train_launch --workers 2` on a recipe's train command; (exit code, output)."""
     command = [
-        sys.executable, "-m", "dlrecipes.train_launch", "--workers", "2", "--",
+        sys.executable, "-m", "dlrecipes.multihost.launch", "--workers", "2", "--",
         sys.executable, str(ROOT / "recipes" / recipe / "recipe.py"), "train", "--tiny",
         *map(str, args),
     ]  # fmt: skip
@@ -94,7 +96,7 @@ def test_a_worker_killed_mid_epoch_and_the_job_started_again_resumes(tmp_path):
             killed.append(line)
 
     # Batches of 499: the validation split's last batch holds one digit, so one process gets an
-    # empty batch there (what dlrecipes.mwms_shim's part 4 is for).
+    # empty batch there (what dlrecipes.multihost.shim's part 4 is for).
     args = ["--batch-size", "499", "--run-dir", run_dir]
     code, out = _launch("image_classification", *args, on_line=kill_worker1_in_epoch_2)
     assert killed and code != 0, out[-6000:]
@@ -218,7 +220,8 @@ def test_launcher_picks_distinct_ports_and_one_run_dir(tmp_path):
                               "--run-dir", str(tmp_path / "new")]) == 2  # fmt: skip
 
 
-# A stand-in for `train` that fails as `dlrecipes.cluster.join` does when its port is taken.
+# A stand-in for `train` that fails as `dlrecipes.multihost.cluster.join` does when its port is
+# taken.
 BIND_OWN_PORT = """
 import json, os, socket, sys
 spec = json.loads(os.environ["TF_CONFIG"])
@@ -301,8 +304,8 @@ def test_backup_every_n_steps_resumes_at_the_step_after_it(tmp_path):
 
 
 def test_the_keras_bugs_the_shim_works_around_are_still_there():
-    """When this fails, one was fixed upstream: delete that part of dlrecipes/mwms_shim.py."""
-    assert mwms_shim.bugs() == [
+    """When this fails, one was fixed upstream: delete that part of dlrecipes/multihost/shim.py."""
+    assert shim.bugs() == [
         "symbolic_build",
         "reduce_per_replica",
         "batch_norm_statistics",

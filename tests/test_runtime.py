@@ -13,9 +13,10 @@ import pytest
 import tensorflow as tf
 from pytest import approx
 
-from dlrecipes import data, optimizers, runtime, training, tuning_launch
+from dlrecipes import data, optimizers, runtime, training
 from dlrecipes.config import RecipeConfig
 from dlrecipes.errors import ConfigError
+from dlrecipes.tuning import launch as tuning_launch
 from tests.conftest import recipe_module, run_cli
 
 

@@ -4,9 +4,9 @@ Keras 3 (checked: 3.15.1 on TensorFlow 2.21.0) fails there, or trains workers ap
 places, and TensorFlow's CPU convolution breaks on the empty batches that strategy hands out.
 Upstream: keras-team/keras#20585 (open) and tensorflow/tensorflow#72388 (closed as stale, "use
 tf_keras"). Each part below is applied only while the bug is there (`bugs()`), only by
-`dlrecipes.cluster` (that is, under `--strategy multi_host`), and each patched function changes
-nothing unless the strategy spans several processes. `tests/test_multihost.py` fails as soon as a
-bug is fixed upstream: then delete that part here, and this module once `bugs()` is empty.
+`dlrecipes.multihost.cluster` (that is, under `--strategy multi_host`), and each patched function
+changes nothing unless the strategy spans several processes. `tests/test_multihost.py` fails as soon
+as a bug is fixed upstream: then delete that part here, and this module once `bugs()` is empty.
 
 1. `TensorFlowTrainer._maybe_symbolic_build` draws a first batch from the data and averages it
    over replicas with an eager `strategy.reduce("MEAN", batch)`. Across processes that is a

@@ -1,11 +1,11 @@
 """Starts one multi-host training run as N processes on this host, and waits for all of them.
 
-    python -m dlrecipes.train_launch --workers 2 -- \\
+    python -m dlrecipes.multihost.launch --workers 2 -- \\
         python recipes/image_classification/recipe.py train --epochs 5
 
-This is process management only: every process runs the same `train` command with its own
-TF_CONFIG (all N addresses on this host, free ports), and MultiWorkerMirroredStrategy trains them
-as one (`dlrecipes.cluster`). Process 0 is the chief and writes the run directory. Each process's
+This is process management only: every process runs the same `train` command with its own TF_CONFIG
+(all N addresses on this host, free ports), and MultiWorkerMirroredStrategy trains them as one
+(`dlrecipes.multihost.cluster`). Process 0 is the chief and writes the run directory. Each process's
 output goes to `<run-dir>/logs/worker-<i>.log` (appended to across restarts) and, prefixed with
 `[worker<i>]`, to this terminal. When a process fails the others are stopped at once, and the
 launcher exits non-zero with the command that resumes the run from its last backup.
@@ -20,8 +20,6 @@ import argparse
 import datetime
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -29,32 +27,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dlrecipes.errors import ConfigError, RecipeError, RunDirError
+from dlrecipes.processes import Child, free_ports, say
 
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 5.0  # TensorFlow catches SIGTERM (preemption notices); SIGKILL follows
 # A port chosen free can be taken by another program before TensorFlow listens on it. The process
-# then fails with this (dlrecipes.cluster.join) and the launcher retries with new ports.
+# then fails with this (dlrecipes.multihost.cluster.join) and the launcher retries with new ports.
 PORT_TAKEN = "port is already in use"
 PORT_RETRIES = 3
 LOGS = "logs"
-
-
-def say(message: str) -> None:
-    print(f"[launch] {message}", flush=True)
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct TCP ports free on `host` right now: all bound at once, then released."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(s)
-            s.bind((host, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def tf_config(addresses: Sequence[str], index: int) -> str:
@@ -78,49 +59,6 @@ def with_run_dir(command: list[str]) -> tuple[list[str], Path]:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path("runs") / script.parent.name / stamp
     return [*command, "--run-dir", str(run_dir)], run_dir
-
-
-class _Process:
-    """One training process; its output appended to a log file and echoed with a prefix."""
-
-    def __init__(self, name: str, command: Sequence[str], env: dict[str, str], log: Path) -> None:
-        self.name = name
-        self.port_taken = False
-        self.log = log.open("a")
-        self.log.write(f"=== {datetime.datetime.now().isoformat(timespec='seconds')} {name}\n")
-        self.popen = subprocess.Popen(
-            list(command),
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-        )
-        self._echo = threading.Thread(target=self._pump, daemon=True)
-        self._echo.start()
-        say(f"started {name} (pid {self.popen.pid}), log {log}")
-
-    def _pump(self) -> None:
-        for line in self.popen.stdout:
-            self.port_taken = self.port_taken or PORT_TAKEN in line
-            self.log.write(line)
-            self.log.flush()
-            sys.stdout.write(f"[{self.name}] {line}")
-            sys.stdout.flush()
-
-    def poll(self) -> int | None:
-        return self.popen.poll()
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self._echo.join(timeout=5)
-        self.log.close()
 
 
 def launch(command: Sequence[str], workers: int, *, host: str = "127.0.0.1") -> int:
@@ -153,8 +91,14 @@ def launch(command: Sequence[str], workers: int, *, host: str = "127.0.0.1") -> 
     say(f"{workers} processes on {host}, run directory {run_dir}: {' '.join(command)}")
     for _attempt in range(PORT_RETRIES):
         addresses = [f"{host}:{port}" for port in free_ports(workers, host)]
+        port_taken = threading.Event()
+
+        def watch(line: str, port_taken: threading.Event = port_taken) -> None:
+            if PORT_TAKEN in line:
+                port_taken.set()
+
         procs = [
-            _Process(
+            Child(
                 f"worker{i}",
                 command,
                 {
@@ -164,7 +108,9 @@ def launch(command: Sequence[str], workers: int, *, host: str = "127.0.0.1") -> 
                     "TF_NUM_INTRAOP_THREADS": threads,
                     "PYTHONUNBUFFERED": "1",  # output is echoed line by line as it comes
                 },
-                run_dir / LOGS / f"worker-{i}.log",
+                log=run_dir / LOGS / f"worker-{i}.log",
+                on_line=watch,
+                grace=STOP_GRACE_SECONDS,
             )
             for i in range(workers)
         ]
@@ -173,7 +119,7 @@ def launch(command: Sequence[str], workers: int, *, host: str = "127.0.0.1") -> 
         finally:
             for proc in procs:
                 proc.stop()
-        if code == 0 or not any(p.port_taken for p in procs):
+        if code == 0 or not port_taken.is_set():
             break
         say("a port was taken before TensorFlow could listen on it; starting again on new ports")
     if code == 0:
@@ -183,14 +129,14 @@ def launch(command: Sequence[str], workers: int, *, host: str = "127.0.0.1") -> 
         again = command if resume else [*command, "--resume"]
         say(
             f"stopped. Go on from the last backup in {run_dir} with: python -m "
-            f"dlrecipes.train_launch --workers {workers} -- {' '.join(again)}"
+            f"dlrecipes.multihost.launch --workers {workers} -- {' '.join(again)}"
         )
     else:
         say("stopped before training began")
     return code
 
 
-def _wait(procs: list[_Process]) -> int:
+def _wait(procs: list[Child]) -> int:
     """Waits until every process exited 0 (returns 0) or one failed (returns its exit code)."""
     while True:
         for proc in procs:
@@ -205,7 +151,7 @@ def _wait(procs: list[_Process]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m dlrecipes.train_launch",
+        prog="python -m dlrecipes.multihost.launch",
         description="Run one training job as N processes on this host and wait for them.",
     )
     parser.add_argument("--workers", type=int, default=2, help="processes, the chief included")

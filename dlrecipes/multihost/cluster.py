@@ -12,7 +12,7 @@ own `task`:
 Task 0 is the chief: it writes the run directory. The others run the very same callbacks, saves
 included, into a scratch directory that is deleted when they exit: the usual TensorFlow pattern,
 since a save may read variables aggregated over all processes, which every process must join.
-Keras 3 needs a patch to train there at all (`dlrecipes.mwms_shim`), applied on joining.
+Keras 3 needs a patch to train there at all (`dlrecipes.multihost.shim`), applied on joining.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from dlrecipes import mwms_shim
 from dlrecipes.errors import ClusterError, ConfigError
+from dlrecipes.multihost import shim
 
 TIMEOUT_ENV = "DLRECIPES_CLUSTER_TIMEOUT"
 # Seconds a process waits for the others: enough to start them by hand on several hosts.
@@ -175,7 +175,7 @@ def join(current: Task) -> tf.distribute.MultiWorkerMirroredStrategy:
     finally:
         watchdog.stdin.close()
         watchdog.wait()
-    mwms_shim.apply()  # after joining: looking for the bugs starts TensorFlow's runtime
+    shim.apply()  # after joining: looking for the bugs starts TensorFlow's runtime
     return strategy
 
 
