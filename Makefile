@@ -7,7 +7,7 @@ ARGS   ?=
 WORKERS ?= 0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help venv demo test lint format bench image-classification text-bilstm clean
+.PHONY: help venv demo test lint format bench image-classification text-bilstm pruning clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ image-classification: $(STAMP) ## train the image recipe: make image-classificat
 
 text-bilstm: $(STAMP) ## train the text recipe on Rotten Tomatoes snippets: make text-bilstm ARGS="--arch bigru"
 	$(PY) recipes/text_bilstm/recipe.py train $(ARGS)
+
+pruning: $(STAMP) ## prune a trained model (default: the image recipe's) and compare: make pruning ARGS="--model runs/.../model.keras"
+	$(PY) recipes/pruning/recipe.py train $(ARGS)
 
 # Any recipe: tune-text-bilstm runs recipes/text_bilstm/recipe.py. WORKERS=N: a keras-tuner chief and
 # N workers on 127.0.0.1 (dlrecipes/tuning_launch.py); recipes/TUNING.md shows several hosts.

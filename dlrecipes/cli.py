@@ -141,6 +141,8 @@ def run(recipe: Recipe, argv: Sequence[str] | None = None) -> int:
 def _train(recipe: Recipe, args: argparse.Namespace) -> int:
     config = make_config(recipe, args)
     run_dir = args.run_dir or training.runtime.new_run_dir("runs", recipe.name)
+    if args.folds and recipe.train is not None:
+        raise ConfigError(f"--folds is not offered by the {recipe.name} recipe; drop it.")
     if args.folds:
         summary = training.cross_validate(recipe, config, args.folds, run_dir, resume=args.resume)
         print(
@@ -149,7 +151,8 @@ def _train(recipe: Recipe, args: argparse.Namespace) -> int:
             f"{summary['test_accuracy_mean']:.4f})"
         )
     else:
-        result = training.train(recipe, config, run_dir, resume=args.resume, export=args.export)
+        train = recipe.train or training.train
+        result = train(recipe, config, run_dir, resume=args.resume, export=args.export)
         print(
             f"test accuracy: {result.metrics['accuracy']:.4f} "
             f"({result.metrics['num_examples']} examples)"
@@ -159,6 +162,11 @@ def _train(recipe: Recipe, args: argparse.Namespace) -> int:
 
 
 def _tune(recipe: Recipe, args: argparse.Namespace) -> int:
+    if recipe.build_hypermodel is None:
+        raise ConfigError(
+            f"The {recipe.name} recipe has nothing for Keras Tuner to search: `train` compares "
+            f"its settings side by side (see recipes/{recipe.name}/README.md)."
+        )
     result = tuning.search(recipe, make_config(recipe, args), tuning.options_from_args(args))
     if result.best_hparams_path is None:
         print(f"Worker done; the chief writes the results to {result.directory}.")

@@ -22,14 +22,18 @@ class Recipe:
         config_class: the recipe's `Config` dataclass (a `RecipeConfig`).
         load_data: `load_data(config) -> Splits` of batched train / validation / test data.
         build_model: `build_model(config, info) -> keras.Model`, uncompiled, taking raw inputs.
-        build_hypermodel: `build_hypermodel(config, info) -> keras_tuner.HyperModel`.
+        build_hypermodel: `build_hypermodel(config, info) -> keras_tuner.HyperModel`, or None
+            for a recipe with nothing to tune (`tune` is then refused).
         report_extra: optional `report_extra(splits, y_true, y_prob) -> str`, markdown appended
             to `report.md` (e.g. the most confidently wrong examples).
+        train: optional `train(recipe, config, run_dir, resume=..., export=...) -> RunResult`
+            in place of `training.train`, for a run that is more than one fit (pruning).
     """
 
     name: str
     config_class: type[RecipeConfig]
     load_data: Callable[[Any], Splits]
     build_model: Callable[[Any, DataInfo], keras.Model]
-    build_hypermodel: Callable[[Any, DataInfo], Any]
+    build_hypermodel: Callable[[Any, DataInfo], Any] | None
     report_extra: Callable[[Splits, np.ndarray, np.ndarray], str] | None = None
+    train: Callable[..., Any] | None = None

@@ -12,7 +12,13 @@ from dlrecipes.pruning.magnitude import MagnitudePruning, MaskConstraint, prune_
 from dlrecipes.pruning.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
 from dlrecipes.pruning.stats import count, flops, sparsity_report
 from dlrecipes.pruning.strip import strip, without_optimizer
-from dlrecipes.pruning.structured import channel_scores, narrow, resize
+from dlrecipes.pruning.structured import (
+    channel_scores,
+    layer_widths,
+    narrow,
+    resize,
+    scaled_widths,
+)
 from dlrecipes.pruning.targets import prunable_weights, select
 
 __all__ = [
@@ -24,10 +30,12 @@ __all__ = [
     "channel_scores",
     "count",
     "flops",
+    "layer_widths",
     "narrow",
     "prunable_weights",
     "prune_low_magnitude",
     "resize",
+    "scaled_widths",
     "select",
     "sparsity_report",
     "strip",

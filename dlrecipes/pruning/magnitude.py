@@ -73,9 +73,11 @@ def _scope_of(variable: keras.Variable):
 class MagnitudePruning(keras.callbacks.Callback):
     """Keeps the masks of a model's pruned weights up to date with their schedules.
 
-    Made by `prune_low_magnitude`; pass it to `fit`. Before the update at each step the
-    schedule names, it recomputes every mask from the current weights and zeroes the pruned
-    weights; the masks' constraints keep them zero in between.
+    Made by `prune_low_magnitude`; pass it to `fit`, after `BackupAndRestore` if any. When
+    training begins, the masks are where the weights are not zero (a restored backup brings its
+    pruned weights back). Before the update at each step the schedule names, it recomputes every
+    mask from the current weights and zeroes the pruned weights; the masks' constraints keep
+    them zero in between.
 
     Args:
         model: a built model, not yet trained by `fit` (or retrained after this is made).
@@ -88,15 +90,22 @@ class MagnitudePruning(keras.callbacks.Callback):
         self.masks: dict[str, keras.Variable] = {}
         for target in targets:
             variable = target.variable
-            initial = (ops.convert_to_numpy(variable) != 0).astype(variable.dtype)
             with _scope_of(variable):
                 mask = keras.Variable(
-                    initial, dtype=variable.dtype, trainable=False, name=f"{variable.name}_mask"
+                    ops.convert_to_numpy(variable) != 0,
+                    dtype=variable.dtype,
+                    trainable=False,
+                    name=f"{variable.name}_mask",
                 )
             self.masks[target.name] = mask
             variable.constraint = MaskConstraint(mask, variable.constraint)
         # A train step traced before the constraints existed would not apply them.
         model.train_function = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        # Weights restored from a backup (callbacks before this one) bring their zeros back.
+        for target in self.targets:
+            self.masks[target.name].assign(ops.convert_to_numpy(target.variable) != 0)
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         self.update(int(ops.convert_to_numpy(self.model.optimizer.iterations)))

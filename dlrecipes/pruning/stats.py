@@ -12,7 +12,8 @@ from dlrecipes.pruning.targets import prunable_weights, walk
 
 
 def _nonzero_fraction(variable: keras.Variable) -> float:
-    return float(np.count_nonzero(ops.convert_to_numpy(variable))) / max(1, math.prod(variable.shape))
+    values = ops.convert_to_numpy(variable)
+    return np.count_nonzero(values) / max(1, values.size)
 
 
 def sparsity_report(model: keras.Model) -> list[dict]:

@@ -85,7 +85,9 @@ class _Graph:
     """The operations of a functional model in topological order, with their consumers."""
 
     def __init__(self, model: keras.Model) -> None:
-        graph = getattr(model, "_functional", None) if isinstance(model, keras.Sequential) else model
+        graph = model
+        if isinstance(model, keras.Sequential):
+            graph = getattr(model, "_functional", None)  # a built Sequential holds a functional
         if graph is None or not hasattr(graph, "outputs"):
             raise ConfigError(
                 f"Structured pruning needs a functional or built Sequential model; {model.name} "
@@ -162,9 +164,7 @@ def _kept(scores: np.ndarray, fraction: float) -> np.ndarray:
     return np.sort(np.argsort(-scores, kind="stable")[:keep])
 
 
-def plan(
-    model: keras.Model, fraction: float | Mapping[str, float]
-) -> dict[str, np.ndarray]:
+def plan(model: keras.Model, fraction: float | Mapping[str, float]) -> dict[str, np.ndarray]:
     """The channels each narrowable layer keeps: layer name -> sorted channel indices.
 
     Args:
@@ -190,9 +190,7 @@ def plan(
     return {name: _kept(scores[name], f) for name, f in fraction.items()}
 
 
-def narrow(
-    model: keras.Model, fraction: float | Mapping[str, float]
-) -> keras.Model:
+def narrow(model: keras.Model, fraction: float | Mapping[str, float]) -> keras.Model:
     """A physically narrower copy of `model`, its weights cut to the channels kept.
 
     Args:
@@ -204,8 +202,7 @@ def narrow(
         it computes what `model` computes.
     """
     kept = plan(model, fraction)
-    widths = {name: len(idx) for name, idx in kept.items()}
-    narrower = resize(model, widths)
+    narrower = resize(model, {name: len(idx) for name, idx in kept.items()})
     graph = _Graph(model)
     selection: dict[int, np.ndarray | None] = {}  # id(op) -> original channels of its output
     for op in graph.order:
@@ -251,7 +248,28 @@ def _copy_assets(old, new) -> None:
             new.load_assets(tmp)
 
 
-def resize(model: keras.Model, widths: Mapping[str, int]) -> keras.Model:
+def layer_widths(model: keras.Model) -> dict[str, int]:
+    """The widths `resize` can change: filters or units of every convolution, dense and
+    recurrent layer that does not produce a model output."""
+    graph = _Graph(model)
+    found = {}
+    for op in graph.order:
+        if id(op) in graph.output_ops:
+            continue
+        layer = op.forward_layer if isinstance(op, layers.Bidirectional) else op
+        if isinstance(layer, layers.RNN) and hasattr(layer.cell, "units"):
+            found[op.name] = layer.cell.units
+        elif _is_reader(op):
+            found[op.name] = op.units if isinstance(op, layers.Dense) else op.filters
+    return found
+
+
+def scaled_widths(model: keras.Model, factor: float) -> dict[str, int]:
+    """Every width of `layer_widths(model)` times `factor`, rounded, at least 1."""
+    return {name: max(1, round(w * factor)) for name, w in layer_widths(model).items()}
+
+
+def resize(model: keras.Model, widths: Mapping[str, int], copy_fixed: bool = True) -> keras.Model:
     """A fresh copy of `model`'s architecture with other widths (filters, units).
 
     Trainable layers start from new random weights; what the model does not train (frozen
@@ -261,6 +279,7 @@ def resize(model: keras.Model, widths: Mapping[str, int]) -> keras.Model:
         model: a functional or Sequential model of built-in layers.
         widths: layer name -> its new number of filters or units; recurrent layers (also inside
             `Bidirectional`) take units too.
+        copy_fixed: copy the frozen layers' weights and the assets; False only counts.
     """
     config = model.get_config()
     found = set()
@@ -280,7 +299,7 @@ def resize(model: keras.Model, widths: Mapping[str, int]) -> keras.Model:
     if missing:
         raise ConfigError(f"No layer named {sorted(missing)} to resize in {model.name}.")
     resized = model.__class__.from_config(config)
-    for old in model.layers:
+    for old in model.layers if copy_fixed else []:
         new = resized.get_layer(old.name)
         shapes = [tuple(w.shape) for w in old.weights]
         if not old.trainable and shapes == [tuple(w.shape) for w in new.weights]:
