@@ -80,7 +80,12 @@ class Config(dlrecipes.RecipeConfig):
     sparsities: tuple[float, ...] = (0.5, 0.8, 0.9)
     pruning_end: float = 0.5
     frequency: int = 25
-    dense_layers: tuple[str, ...] = ()  # layers left unpruned, by name
+    # Layers with fewer weights stay dense: they cost little and carry much (the first conv,
+    # the classifier).
+    dense_below: int = 1000
+    # Per-layer sparsity in place of the variant's, e.g. `--layer-sparsity predictions=0.5`
+    # (0 leaves a layer dense). Layers are named as in model.summary().
+    layer_sparsity: tuple[str, ...] = ()
     # --- structured pruning: the fraction of channels removed from every narrowable layer
     channel_fractions: tuple[float, ...] = (0.25, 0.5)
     # --- the small dense baseline has as many non-zero weights as this sparsity's model
@@ -128,6 +133,22 @@ class Config(dlrecipes.RecipeConfig):
             raise ConfigError(f"pruning_end must be in (0, 1]; got {self.pruning_end}.")
         if self.frequency < 1:
             raise ConfigError(f"frequency must be at least 1 step; got {self.frequency}.")
+        for name, value in self.per_layer().items():
+            if not 0 <= value < 1:
+                raise ConfigError(f"--layer-sparsity {name}={value}: not in [0, 1).")
+
+    def per_layer(self) -> dict[str, float]:
+        """`layer_sparsity` as {layer name: sparsity}."""
+        pairs = {}
+        for item in self.layer_sparsity:
+            name, _, value = item.partition("=")
+            try:
+                pairs[name.strip()] = float(value)
+            except ValueError:
+                raise ConfigError(
+                    f"--layer-sparsity {item!r} is not NAME=FRACTION, e.g. predictions=0.5."
+                ) from None
+        return pairs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,14 +300,13 @@ def magnitude_pruned(
     )
     with strategy.scope():
         model = training.load_model(config.model)
-        prunable = [t.layer for t in pruning.select(model, schedule)]
-        chosen = {name: None for name in dict.fromkeys(prunable) if name not in config.dense_layers}
-        unknown = set(config.dense_layers) - set(prunable)
-        if unknown:
-            raise ConfigError(
-                f"--dense-layers names {sorted(unknown)}, which are not prunable layers of "
-                f"{config.model}; prunable: {', '.join(dict.fromkeys(prunable))}."
-            )
+        per_layer = config.per_layer()
+        pruning.select(model, schedule, per_layer)  # refuses names that cannot be pruned
+        sizes: dict[str, int] = {}
+        for target in pruning.select(model, schedule):
+            sizes[target.layer] = sizes.get(target.layer, 0) + int(np.prod(target.variable.shape))
+        chosen = {name: None for name, n in sizes.items() if n >= config.dense_below} | per_layer
+        chosen = {name: s for name, s in chosen.items() if s != 0}
         callback = pruning.prune_low_magnitude(model, schedule, chosen)
         fit(model, config, splits, out, [callback])
     return pruning.strip(model)
@@ -373,12 +393,13 @@ def train(
     """Makes every variant into `run_dir`, compares them, and exports the best pruned model
     (always: `export` is accepted for the shared command line)."""
     run_dir = Path(run_dir)
+    source = training.load_model(source_path(config))
+    config = resolve(config, source)
+    pruning.select(source, pruning.ConstantSparsity(0.5), config.per_layer())  # names usable?
     training.prepare_run_dir(run_dir, resume)
     runtime.seed_everything(config.seed, config.deterministic)
     runtime.set_precision(config.precision)
     strategy = runtime.strategy(config.strategy)
-    source = training.load_model(source_path(config))
-    config = resolve(config, source)
     if not resume:
         config.save(run_dir / "config.json")
     splits = load_data(config)
@@ -520,8 +541,8 @@ def _short(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def main() -> None:
-    recipe = dlrecipes.Recipe(
+def recipe() -> dlrecipes.Recipe:
+    return dlrecipes.Recipe(
         name="pruning",
         config_class=Config,
         load_data=load_data,
@@ -529,7 +550,10 @@ def main() -> None:
         build_hypermodel=None,  # `train` compares the settings; `tune` is refused
         train=train,
     )
-    raise SystemExit(dlrecipes.cli.run(recipe))
+
+
+def main() -> None:
+    raise SystemExit(dlrecipes.cli.run(recipe()))
 
 
 if __name__ == "__main__":
