@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import statistics
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import keras
@@ -17,25 +18,12 @@ def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch: int = 256)
     return float((model.predict(x, batch_size=batch, verbose=0).argmax(-1) == y).mean())
 
 
-def profile(
-    model: keras.Model,
-    saved: Path,
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    seconds: float = 1.0,
-) -> dict:
+def profile(model: keras.Model, saved: Path, x: np.ndarray, y: np.ndarray) -> dict:
     """One row of the comparison for `model`, saved (without optimizer state) at `saved`.
 
-    Args:
-        model: the model as it runs.
-        saved: its `.keras` file.
-        x, y: test inputs and labels.
-        seconds: the least time spent timing each of latency and throughput.
-
     Returns:
-        test accuracy, parameters, non-zeros, FLOPs (dense and with zeros skipped, per
-        example), the gzip-compressed file size, latency at batch 1 and throughput at batch 256.
+        test accuracy on `x`, `y`, parameters, non-zeros, FLOPs per example (dense, and with
+        products by zero skipped), and the gzip-compressed size of the file.
     """
     counts = stats.count(model)
     work = stats.flops(model)
@@ -46,8 +34,28 @@ def profile(
         "mflops": work["flops"] / 1e6,
         "sparse_mflops": work["sparse_flops"] / 1e6,
         "gzip_kb": measure.gzip_size(saved) / 1024,
-        "latency_ms": 1e3 * measure.latency(model, x, min_seconds=seconds),
-        "throughput": measure.throughput(model, x, batch=256, min_seconds=seconds),
+    }
+
+
+def speeds(
+    models: Mapping[str, keras.Model], x: np.ndarray, rounds: int = 3, seconds: float = 1.0
+) -> dict[str, dict[str, float]]:
+    """CPU latency at batch 1 (ms) and throughput at batch 256 (examples/s) of each model.
+
+    The models are timed in turn, `rounds` times over, and each keeps its median: on a machine
+    others share, a busy spell slows every model alike instead of one.
+    """
+    times: dict[str, dict[str, list[float]]] = {m: {"lat": [], "thr": []} for m in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            times[name]["lat"].append(measure.latency(model, x, min_seconds=seconds))
+            times[name]["thr"].append(measure.throughput(model, x, min_seconds=seconds))
+    return {
+        name: {
+            "latency_ms": 1e3 * statistics.median(t["lat"]),
+            "throughput": statistics.median(t["thr"]),
+        }
+        for name, t in times.items()
     }
 
 
