@@ -289,3 +289,27 @@ def test_flops_of_a_known_model():
     kernel = model.layers[1].kernel
     kernel.assign(np.where(np.arange(108).reshape(3, 3, 3, 4) % 2, 0, 1).astype("float32"))
     assert pruning.flops(model)["sparse_flops"] == 2 * (64 * 27 * 4 / 2 + 256 * 2)
+
+
+def test_flops_of_recurrent_layers_count_every_step_and_direction():
+    macs = (
+        10 * 3 * 8 * 16  # conv: 10 steps, kernel 3 x 8 -> 16
+        + 2 * 10 * (16 * 32 + 8 * 32)  # bilstm: both directions, input and recurrent kernels
+        + 10 * (16 * 24 + 8 * 24)  # gru on the 16 bilstm outputs
+        + 8 * 5  # classifier
+    )
+    assert pruning.flops(text_model())["flops"] == 2 * macs
+
+
+def test_resize_narrows_every_width_but_the_output_and_keeps_fixed_layers():
+    model = text_model()
+    model.get_layer("embedding").trainable = False
+    assert pruning.layer_widths(model) == {"conv": 16, "bilstm": 8, "gru": 8}
+    small = pruning.resize(model, pruning.scaled_widths(model, 0.5))
+    assert small.get_layer("bilstm").forward_layer.units == 4
+    assert small.get_layer("gru").units == 4 and small.get_layer("out").units == 5
+    np.testing.assert_array_equal(  # fixed vectors are copied; the rest starts afresh
+        small.get_layer("embedding").get_weights()[0], model.get_layer("embedding").get_weights()[0]
+    )
+    model.get_layer("embedding").trainable = True
+    assert pruning.layer_widths(model)["embedding"] == 8

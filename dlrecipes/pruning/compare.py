@@ -8,14 +8,20 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from dlrecipes import progress
 from dlrecipes.pruning import measure, stats
 from dlrecipes.reports import plt
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
-    """Fraction of `x` whose arg-max prediction is `y`."""
-    return float((model.predict(x, batch_size=batch, verbose=0).argmax(-1) == y).mean())
+    """Fraction of `x` whose arg-max prediction is `y` (`x` may hold strings)."""
+    if x.dtype == object:  # strings: Keras takes them as a tf.data pipeline, not NumPy
+        probs = model.predict(tf.data.Dataset.from_tensor_slices(x).batch(batch), verbose=0)
+    else:
+        probs = model.predict(x, batch_size=batch, verbose=0)
+    return float((probs.argmax(-1) == y).mean())
 
 
 def profile(model: keras.Model, saved: Path, x: np.ndarray, y: np.ndarray) -> dict:
@@ -46,10 +52,10 @@ def speeds(
     others share, a busy spell slows every model alike instead of one.
     """
     times: dict[str, dict[str, list[float]]] = {m: {"lat": [], "thr": []} for m in models}
-    for _ in range(rounds):
-        for name, model in models.items():
-            times[name]["lat"].append(measure.latency(model, x, min_seconds=seconds))
-            times[name]["thr"].append(measure.throughput(model, x, min_seconds=seconds))
+    turns = [name for _ in range(rounds) for name in models]
+    for name in progress.bar(turns, desc="timing models", unit="model"):
+        times[name]["lat"].append(measure.latency(models[name], x, min_seconds=seconds))
+        times[name]["thr"].append(measure.throughput(models[name], x, min_seconds=seconds))
     return {
         name: {
             "latency_ms": 1e3 * statistics.median(t["lat"]),

@@ -51,15 +51,21 @@ def _spatial(shape) -> int:
     return math.prod(d for d in shape[1:-1] if d is not None)
 
 
+def _input_shape(layer: keras.layers.Layer) -> tuple:
+    """The shape of the layer's (first) input; masks passed along are not counted."""
+    inputs = layer.input
+    return tuple((inputs[0] if isinstance(inputs, list | tuple) else inputs).shape)
+
+
 def _layer_flops(layer: keras.layers.Layer) -> tuple[float, float]:
     """(dense, sparse) FLOPs of one example through `layer`: 2 per multiply-add, the sparse
     count skipping multiplications by pruned (zero) weights."""
     if isinstance(layer, layers.Bidirectional):
-        f, s = _rnn_flops(layer.forward_layer, layer.input.shape)
-        bf, bs = _rnn_flops(layer.backward_layer, layer.input.shape)
+        f, s = _rnn_flops(layer.forward_layer, _input_shape(layer))
+        bf, bs = _rnn_flops(layer.backward_layer, _input_shape(layer))
         return f + bf, s + bs
     if isinstance(layer, layers.RNN) and hasattr(layer.cell, "recurrent_kernel"):
-        return _rnn_flops(layer, layer.input.shape)
+        return _rnn_flops(layer, _input_shape(layer))
     weights = prunable_weights(layer)
     if not weights or isinstance(layer, layers.Embedding):
         return 0.0, 0.0
@@ -71,7 +77,7 @@ def _layer_flops(layer: keras.layers.Layer) -> tuple[float, float]:
     kernel = weights[0]
     macs = positions * math.prod(kernel.shape)
     if isinstance(layer, (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)):
-        macs = _spatial(layer.input.shape) * math.prod(kernel.shape)
+        macs = _spatial(_input_shape(layer)) * math.prod(kernel.shape)
     return 2.0 * macs, 2.0 * macs * _nonzero_fraction(kernel)
 
 

@@ -250,7 +250,8 @@ def _copy_assets(old, new) -> None:
 
 def layer_widths(model: keras.Model) -> dict[str, int]:
     """The widths `resize` can change: filters or units of every convolution, dense and
-    recurrent layer that does not produce a model output."""
+    recurrent layer that does not produce a model output, and the vector size of every
+    embedding the model trains (fixed pretrained vectors keep theirs)."""
     graph = _Graph(model)
     found = {}
     for op in graph.order:
@@ -259,6 +260,8 @@ def layer_widths(model: keras.Model) -> dict[str, int]:
         layer = op.forward_layer if isinstance(op, layers.Bidirectional) else op
         if isinstance(layer, layers.RNN) and hasattr(layer.cell, "units"):
             found[op.name] = layer.cell.units
+        elif isinstance(op, layers.Embedding) and op.trainable:
+            found[op.name] = op.output_dim
         elif _is_reader(op):
             found[op.name] = op.units if isinstance(op, layers.Dense) else op.filters
     return found
@@ -277,8 +280,8 @@ def resize(model: keras.Model, widths: Mapping[str, int], copy_fixed: bool = Tru
 
     Args:
         model: a functional or Sequential model of built-in layers.
-        widths: layer name -> its new number of filters or units; recurrent layers (also inside
-            `Bidirectional`) take units too.
+        widths: layer name -> its new number of filters, units (recurrent layers too, also
+            inside `Bidirectional`) or embedding vector size.
         copy_fixed: copy the frozen layers' weights and the assets; False only counts.
     """
     config = model.get_config()
@@ -293,7 +296,8 @@ def resize(model: keras.Model, widths: Mapping[str, int], copy_fixed: bool = Tru
                     if part in inner and inner[part]:
                         inner[part]["config"]["units"] = widths[name]
             else:
-                inner["units" if "units" in inner else "filters"] = widths[name]
+                key = next(k for k in ("units", "filters", "output_dim") if k in inner)
+                inner[key] = widths[name]
             found.add(name)
     missing = set(widths) - found
     if missing:

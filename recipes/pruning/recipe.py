@@ -102,7 +102,7 @@ class Config(dlrecipes.RecipeConfig):
     warmup_epochs: float = 0.0
     weight_decay: float = 1e-4
     # --- comparison and export
-    tolerance: float = 0.005  # the model exported: the sparsest this close to dense (validation)
+    tolerance: float = 0.005  # the model exported: the smallest this close to dense (validation)
     calibration: int = 500  # examples that calibrate int8 quantization
     # Speed: every model timed in turn, `timing_rounds` times over, medians kept; each timing
     # lasts at least `timing_seconds`.

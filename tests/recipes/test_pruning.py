@@ -3,17 +3,17 @@ into a temporary cache), and its refusals: one line each, exit status 2."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import os
 
 import keras
 import numpy as np
 import pytest
 
 from dlrecipes import cli
-from tests.conftest import ROOT, SHARED_DATA, recipe_module, run_cli
+from tests.conftest import SHARED_DATA, recipe_module
 
-RECIPE = ROOT / "recipes" / "pruning" / "recipe.py"
 MNIST_TEST = SHARED_DATA / "mnist-test"
 
 
@@ -24,16 +24,19 @@ def MAIN(*argv) -> int:  # noqa: N802 - reads like the other recipes' MAIN
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple:
     tmp = tmp_path_factory.mktemp("pruning")
-    os.environ["DLRECIPES_CACHE"] = str(tmp / "cache")  # subprocesses inherit it
     run_dir = tmp / "run"
-    proc = run_cli(RECIPE, "train", "--tiny", "--run-dir", run_dir)
-    return run_dir, proc
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        # A cache of its own for the image recipe's tiny model (its process inherits this).
+        patch.setenv("DLRECIPES_CACHE", str(tmp / "cache"))
+        assert MAIN("train", "--tiny", "--run-dir", run_dir) == 0
+    return run_dir, out.getvalue()
 
 
 def test_tiny_run_compares_every_variant_and_exports_the_best(run):
-    run_dir, proc = run
-    assert proc.stdout.strip().splitlines()[-1] == str(run_dir)
-    assert "Cached the model to prune in" in proc.stdout  # the image recipe's, trained once
+    run_dir, stdout = run
+    assert stdout.strip().splitlines()[-1] == str(run_dir)
+    assert "Cached the model to prune in" in stdout  # the image recipe's, trained once
     for name in (
         "config.json",
         "history.csv",
