@@ -313,3 +313,6 @@ def test_resize_narrows_every_width_but_the_output_and_keeps_fixed_layers():
     )
     model.get_layer("embedding").trainable = True
     assert pruning.layer_widths(model)["embedding"] == 8
+    thinner = pruning.resize(model, {"embedding": 4, "bilstm": 4})  # inputs of the next shrink
+    x, _ = data_for(model)
+    assert thinner.predict(x, verbose=0).shape == (len(x), 5)

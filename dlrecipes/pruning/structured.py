@@ -240,6 +240,16 @@ def _copy_weights(op, narrower: keras.Model, incoming, own) -> np.ndarray | None
     return incoming
 
 
+def _without_build_configs(config):
+    """`config` without the input shapes layers were built with (wrapped layers' included):
+    those are the old widths; the layers build when called."""
+    if isinstance(config, dict):
+        return {k: _without_build_configs(v) for k, v in config.items() if k != "build_config"}
+    if isinstance(config, list):
+        return [_without_build_configs(v) for v in config]
+    return config
+
+
 def _copy_assets(old, new) -> None:
     """Copies state Keras saves as assets, not weights (a TextVectorization's vocabulary)."""
     if hasattr(old, "save_assets") and hasattr(new, "load_assets"):
@@ -284,10 +294,9 @@ def resize(model: keras.Model, widths: Mapping[str, int], copy_fixed: bool = Tru
             inside `Bidirectional`) or embedding vector size.
         copy_fixed: copy the frozen layers' weights and the assets; False only counts.
     """
-    config = model.get_config()
+    config = _without_build_configs(model.get_config())
     found = set()
     for entry in config["layers"]:
-        entry.pop("build_config", None)  # shapes of the old widths; layers build when called
         name = entry["config"]["name"]
         if name in widths:
             inner = entry["config"]
