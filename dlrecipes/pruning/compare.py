@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dlrecipes import progress
 from dlrecipes.pruning import measure, stats
 from dlrecipes.reports import plt
 
@@ -44,24 +42,20 @@ def profile(model: keras.Model, saved: Path, x: np.ndarray, y: np.ndarray) -> di
 
 
 def speeds(
-    models: Mapping[str, keras.Model], x: np.ndarray, rounds: int = 3, seconds: float = 1.0
+    models: Mapping[str, keras.Model], x: np.ndarray, seconds: float = 1.0
 ) -> dict[str, dict[str, float]]:
-    """CPU latency at batch 1 (ms) and throughput at batch 256 (examples/s) of each model.
-
-    The models are timed in turn, `rounds` times over, and each keeps its median: on a machine
-    others share, a busy spell slows every model alike instead of one.
-    """
-    times: dict[str, dict[str, list[float]]] = {m: {"lat": [], "thr": []} for m in models}
-    turns = [name for _ in range(rounds) for name in models]
-    for name in progress.bar(turns, desc="timing models", unit="model"):
-        times[name]["lat"].append(measure.latency(models[name], x, min_seconds=seconds))
-        times[name]["thr"].append(measure.throughput(models[name], x, min_seconds=seconds))
+    """CPU latency at batch 1 (ms) and throughput at batch 256 (examples/s) of each model,
+    the models' calls taken in turn (`measure.interleaved_seconds`), `seconds` per model and
+    batch size."""
+    fns = {name: measure.inference_fn(model) for name, model in models.items()}
+    one = tf.constant(x[:1])
+    batch = tf.constant(np.resize(x, (256, *x.shape[1:])))
+    print(f"Timing {len(models)} models, calls taken in turn: batch 1, then 256.")
+    latency = measure.interleaved_seconds(fns, one, seconds)
+    per_batch = measure.interleaved_seconds(fns, batch, seconds)
     return {
-        name: {
-            "latency_ms": 1e3 * statistics.median(t["lat"]),
-            "throughput": statistics.median(t["thr"]),
-        }
-        for name, t in times.items()
+        name: {"latency_ms": 1e3 * latency[name], "throughput": 256 / per_batch[name]}
+        for name in models
     }
 
 

@@ -1,8 +1,9 @@
 """What a model costs to ship and to run: gzip-compressed file size, CPU latency, throughput.
 
 Sizes are of files written without optimizer state (`strip.without_optimizer`), so a ratio of two
-sizes compares the models, not their optimizers. Times are medians of repeated calls of one
-compiled function after a warm-up; compare ratios measured in one process.
+sizes compares the models, not their optimizers. Times are medians of calls of one compiled
+function per model after a warm-up, the models' calls taken in turn; compare ratios measured in
+one process.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from __future__ import annotations
 import gzip
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 
@@ -33,43 +33,31 @@ def file_size(path: str | Path) -> int:
     return path.stat().st_size
 
 
-def _median_seconds(fn: Callable[[], object], repeats: int, min_seconds: float) -> float:
-    fn()  # trace and warm up
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < repeats or time.perf_counter() - start < min_seconds:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-        if len(times) >= 50 * repeats:
-            break
-    return statistics.median(times)
-
-
-def inference_fn(model: keras.Model) -> Callable[[np.ndarray], object]:
+def inference_fn(model: keras.Model) -> Callable[[tf.Tensor], object]:
     """`model` in inference mode as one compiled TensorFlow function (no XLA)."""
     return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
 
-def latency(
-    model: keras.Model, examples: np.ndarray, repeats: int = 30, min_seconds: float = 1.0
-) -> float:
-    """Median seconds to predict one example (batch 1) on this machine's CPU."""
-    fn = inference_fn(model)
-    x = tf.constant(examples[:1])
-    return _median_seconds(lambda: fn(x), repeats, min_seconds)
+def interleaved_seconds(
+    fns: Mapping[str, Callable[[tf.Tensor], object]],
+    x: tf.Tensor,
+    seconds: float = 1.0,
+    least: int = 5,
+) -> dict[str, float]:
+    """Median seconds of one call of each function on `x`, calls taken in turn.
 
-
-def throughput(
-    model: keras.Model,
-    examples: np.ndarray,
-    batch: int = 256,
-    repeats: int = 5,
-    min_seconds: float = 1.0,
-) -> float:
-    """Examples per second predicted in batches of `batch` (median over repeats)."""
-    fn = inference_fn(model)
-    copies = -(-batch // len(examples))
-    x = tf.constant(np.concatenate([examples] * copies)[:batch])
-    return batch / _median_seconds(lambda: fn(x), repeats, min_seconds)
+    Each function is called twice first (tracing, warm-up); then one call of each, over and
+    over, for `seconds` per function and at least `least` calls each. Taking turns call by call
+    means a busy spell of a shared machine slows every function alike, so ratios hold.
+    """
+    for fn in fns.values():
+        fn(x)
+        fn(x)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds * len(fns) or len(times[next(iter(fns))]) < least:
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn(x)
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(t) for name, t in times.items()}

@@ -202,7 +202,7 @@ def narrow(model: keras.Model, fraction: float | Mapping[str, float]) -> keras.M
         it computes what `model` computes.
     """
     kept = plan(model, fraction)
-    narrower = resize(model, {name: len(idx) for name, idx in kept.items()})
+    narrower = resize(model, {name: len(idx) for name, idx in kept.items()}, copy_fixed=False)
     graph = _Graph(model)
     selection: dict[int, np.ndarray | None] = {}  # id(op) -> original channels of its output
     for op in graph.order:
