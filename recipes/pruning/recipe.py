@@ -71,6 +71,10 @@ class Config(dlrecipes.RecipeConfig):
     default_model: str = "default"  # without --model: the image recipe's `default` or `tiny` run
     dataset: str = ""  # "" = the dataset the model was trained on (its run's config.json)
     inputs: str = ""  # image | text; "" = what the model takes
+    # The source run's image size and split seed (None: read from its config.json), so its
+    # test split stays one it never trained on.
+    image_size: tuple[int, int] | None = None
+    data_seed: int | None = None
     # Fine-tuning sees the image recipe's augmentation (ignored for text).
     rotation: float = 0.02
     translation: float = 0.08
@@ -198,16 +202,25 @@ def source_config(config: Config) -> dict:
 
 
 def resolve(config: Config, model: keras.Model) -> Config:
-    """The config with the model path, its dataset and its kind of input filled in."""
-    dataset = config.dataset or source_config(config).get("dataset")
+    """The config with the model path, its data (dataset, image size, split seed) and its kind
+    of input filled in from the source run."""
+    trained = source_config(config)
+    dataset = config.dataset or trained.get("dataset")
     if not dataset:
         raise ConfigError(
             f"{source_path(config)} has no config.json beside it to tell its dataset; pass "
             "--dataset (the one it was trained on)."
         )
-    inputs = config.inputs or ("text" if model.inputs[0].dtype == "string" else "image")
+    image_size = config.image_size or trained.get("image_size")
     return dataclasses.replace(
-        config, model=str(source_path(config)), dataset=dataset, inputs=inputs
+        config,
+        model=str(source_path(config)),
+        dataset=dataset,
+        inputs=config.inputs or ("text" if model.inputs[0].dtype == "string" else "image"),
+        image_size=tuple(image_size) if image_size else None,
+        data_seed=trained.get("seed", config.seed)
+        if config.data_seed is None
+        else config.data_seed,
     )
 
 
@@ -218,11 +231,17 @@ def resolve(config: Config, model: keras.Model) -> Config:
 
 def load_data(config: Config) -> data.Splits:
     text = config.inputs == "text" or (not config.inputs and config.dataset in data.known_text())
+    seed = config.seed if config.data_seed is None else config.data_seed
     if text:
-        splits = data.load_text(config.dataset, data_dir=config.data_dir, seed=config.seed)
+        splits = data.load_text(config.dataset, data_dir=config.data_dir, seed=seed)
         augment = None
     else:
-        splits = data.load(config.dataset or "mnist_sample", data_dir=config.data_dir)
+        splits = data.load(
+            config.dataset or "mnist_sample",
+            data_dir=config.data_dir,
+            image_size=config.image_size,
+            seed=seed,
+        )
         augment = data.Augment(
             rotation=config.rotation, translation=config.translation, zoom=config.zoom
         )
