@@ -441,6 +441,15 @@ def train(
     timed = compare.speeds(models, x_test, config.timing_seconds)
     for row in rows:
         row |= timed[row["model"]]
+    if config.inputs == "image":  # TFLite runs no string preprocessing
+        tflite = {
+            name: litert.export(m, run_dir / name / "model.tflite") for name, m in models.items()
+        }
+        print("Timing the TFLite files at batch 1 through the LiteRT interpreter.")
+        invoke = litert.interleaved_latency(tflite, x_test[0], config.timing_seconds)
+        for row in rows:
+            row["tflite_latency_ms"] = 1e3 * invoke[row["model"]]
+            row["tflite_speedup_b1"] = invoke["dense"] / invoke[row["model"]]
     compare.add_ratios(rows, rows[0])
     best = pick_best(rows, config.tolerance)
     return finish(config, run_dir, splits, rows, best, (x_test, y_test))
@@ -508,6 +517,8 @@ COLUMNS = [
     "speedup_b1",
     "throughput",
     "speedup_b256",
+    "tflite_latency_ms",
+    "tflite_speedup_b1",
 ]
 
 
@@ -528,7 +539,7 @@ def finish(
             row["smaller_than_dense"] = dense_kb / row["gzip_kb"]
     metrics |= {"best": best["model"], "models": rows, "exports": exported}
     for row in rows:
-        print(" ".join(f"{k}={_short(row[k])}" for k in COLUMNS))
+        print(" ".join(f"{k}={_short(row[k])}" for k in COLUMNS if k in row))
     compare.plot_accuracy_vs_size(rows, run_dir / "accuracy_vs_size.png")
     reports.plot_curves(run_dir / "history.csv", run_dir / "curves.png")
     reports.plot_confusion(
