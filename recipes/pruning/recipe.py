@@ -64,9 +64,10 @@ class Config(dlrecipes.RecipeConfig):
     """Pruning: magnitude and structured pruning of a trained model, compared side by side.
 
     Measured by `make bench` on 2 shared CPU cores (2026-11-27), on the image recipe's default
-    model (98.73% on the official MNIST test split, 271 KiB gzipped): 80% sparse 98.82% at 0.33x
-    the size, 90% 98.44% at 0.22x; half the channels removed 98.72% at 2.31x the throughput
-    (batch 256; 1.12x at batch 1); that model as int8 TFLite 98.80%, 13.2x smaller. See README.md.
+    model (98.73% on the official MNIST test split, 271 KiB gzipped): 80% sparse 98.86% at 0.33x
+    the size, 90% 98.66% at 0.22x, and as int8 TFLite 98.62% at 14.1x smaller; half the channels
+    removed 98.81% at 2.30x the throughput (batch 256; batch 1: 1.11x in Keras, 2.17x as TFLite).
+    See README.md.
     """
 
     # --- the model to prune, and its data
