@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dlrecipes import cli
+from dlrecipes.models import vision
 from tests.conftest import SHARED_DATA, recipe_module
 
 MNIST_TEST = SHARED_DATA / "mnist-test"
@@ -21,20 +22,15 @@ def MAIN(*argv) -> int:  # noqa: N802 - reads like the other recipes' MAIN
     return cli.run(recipe_module("pruning").recipe(), [str(a) for a in argv])
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> tuple:
-    tmp = tmp_path_factory.mktemp("pruning")
-    run_dir = tmp / "run"
+# One test holds the whole tiny run: pytest-xdist would run a shared fixture once per worker.
+def test_tiny_run_compares_every_variant_and_exports_the_best(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    # A cache of its own for the image recipe's tiny model (its process inherits this).
+    monkeypatch.setenv("DLRECIPES_CACHE", str(tmp_path / "cache"))
     out = io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
-        # A cache of its own for the image recipe's tiny model (its process inherits this).
-        patch.setenv("DLRECIPES_CACHE", str(tmp / "cache"))
+    with contextlib.redirect_stdout(out):
         assert MAIN("train", "--tiny", "--run-dir", run_dir) == 0
-    return run_dir, out.getvalue()
-
-
-def test_tiny_run_compares_every_variant_and_exports_the_best(run):
-    run_dir, stdout = run
+    stdout = out.getvalue()
     assert stdout.strip().splitlines()[-1] == str(run_dir)
     assert "Cached the model to prune in" in stdout  # the image recipe's, trained once
     for name in (
@@ -59,6 +55,7 @@ def test_tiny_run_compares_every_variant_and_exports_the_best(run):
     assert abs(small["params"] - sparse["nonzeros"]) < 0.15 * sparse["nonzeros"]
     for row in rows.values():
         assert 0.5 < row["test_accuracy"] <= 1 and row["latency_ms"] > 0, row
+        assert row["throughput"] > 0 and row["tflite_latency_ms"] > 0, row
     exports = {row["format"]: row for row in metrics["exports"]}
     assert set(exports) == {"keras", "saved_model", "model.tflite", "model-int8.tflite"}
     for row in exports.values():
@@ -67,9 +64,7 @@ def test_tiny_run_compares_every_variant_and_exports_the_best(run):
     report = (run_dir / "report.md").read_text()
     assert "structured-50" in report and "Per-layer sparsity" in report
 
-
-def test_the_pruned_model_evaluates_on_the_official_split(run):
-    run_dir, _ = run
+    # The exported model: plain Keras, and `evaluate` scores it on the official split.
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     assert getattr(model, "optimizer", None) is None
     status = MAIN("evaluate", "--model", run_dir / "model.keras", "--dataset", f"idx:{MNIST_TEST}")
@@ -100,14 +95,15 @@ def test_bad_arguments_get_one_line_and_status_2(tmp_path, capsys, args, words):
     assert not (tmp_path / "r").exists()
 
 
-def test_unprunable_layer_non_model_file_and_tune_are_refused(run, tmp_path, capsys):
-    run_dir, _ = run
+def test_unprunable_layer_non_model_file_and_tune_are_refused(tmp_path, capsys):
+    vision.convnet((28, 28, 1), 10, widths=(4,), convs_per_stage=1).save(tmp_path / "m.keras")
     line = one_line_refusal(
         capsys,
         "train",
-        "--tiny",
         "--model",
-        run_dir / "dense" / "model.keras",
+        tmp_path / "m.keras",
+        "--dataset",
+        "mnist_sample",
         "--layer-sparsity",
         "batch_normalization=0.5",
         "--run-dir",
