@@ -8,7 +8,7 @@ WORKERS ?= 0
 DIST   ?= dist
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help venv demo test lint format bench dist image-classification text-bilstm \
+.PHONY: help venv demo test lint format bench dist image-classification text-bilstm pruning \
 	train-distributed clean
 
 help: ## list the targets
@@ -47,6 +47,9 @@ image-classification: $(STAMP) ## train the image recipe: make image-classificat
 
 text-bilstm: $(STAMP) ## train the text recipe on Rotten Tomatoes snippets: make text-bilstm ARGS="--arch bigru"
 	$(PY) recipes/text_bilstm/recipe.py train $(ARGS)
+
+pruning: $(STAMP) ## prune a trained model (default: the image recipe's) and compare: make pruning ARGS="--model runs/.../model.keras"
+	$(PY) recipes/pruning/recipe.py train $(ARGS)
 
 # One training run as WORKERS processes on 127.0.0.1 (2 unless given), through
 # MultiWorkerMirroredStrategy (dlrecipes/multihost/launch.py); the README shows several hosts.

@@ -224,6 +224,8 @@ def _train(recipe: Recipe, args: argparse.Namespace) -> int:
             f"train --run-dir DIR --resume."
         )
     config = make_config(recipe, args)
+    if args.folds and recipe.train is not None:
+        raise ConfigError(f"--folds is not offered by the {recipe.name} recipe; drop it.")
     if args.folds:
         result = training.cross_validate(
             recipe, config, args.folds, args.run_dir, resume=args.resume, export=args.export
@@ -235,9 +237,8 @@ def _train(recipe: Recipe, args: argparse.Namespace) -> int:
             f"{summary['test_accuracy_mean']:.4f})"
         )
     else:
-        result = training.train(
-            recipe, config, args.run_dir, resume=args.resume, export=args.export
-        )
+        train = recipe.train or training.train
+        result = train(recipe, config, args.run_dir, resume=args.resume, export=args.export)
         if not result.metrics:  # a multi-host process other than the chief
             print(f"Worker done; the chief writes the results to {args.run_dir}.")
             return 0
@@ -250,6 +251,11 @@ def _train(recipe: Recipe, args: argparse.Namespace) -> int:
 
 
 def _tune(recipe: Recipe, args: argparse.Namespace) -> int:
+    if recipe.build_hypermodel is None:
+        raise ConfigError(
+            f"The {recipe.name} recipe has nothing for Keras Tuner to search: `train` compares "
+            f"its settings side by side (see recipes/{recipe.name}/README.md)."
+        )
     result = tuning.search(recipe, make_config(recipe, args), tuning.options_from_args(args))
     if result.best_hparams_path is None:
         print(f"Worker done; the chief writes the results to {result.directory}.")
