@@ -40,6 +40,7 @@ class Prediction:
     probability: float
     probabilities: dict[str, float]
     source: str | None = None
+    is_text: bool = False
 
 
 def class_names(model_path: str | Path, num_classes: int) -> tuple[list[str], bool]:
@@ -160,18 +161,20 @@ def predict(
             probability=float(row.max()),
             probabilities={name: float(p) for name, p in zip(names, row, strict=True)},
             source=source,
+            is_text=takes_text(model),
         )
         for item, source, row in zip(shown, sources, probs, strict=True)
     ]
 
 
 def as_lines(results: Sequence[Prediction]) -> str:
-    """One line per input: class, probability, input (a long text cut to `SHOWN_CHARS`)."""
+    """One line per input: class, probability, input (a long text cut to `SHOWN_CHARS`; an
+    image's path in full)."""
     width = max(len(r.label) for r in results)
     lines = []
     for r in results:
-        shown = " ".join(r.input.split())
-        if len(shown) > SHOWN_CHARS:
+        shown = " ".join(r.input.split()) if r.is_text else r.input
+        if r.is_text and len(shown) > SHOWN_CHARS:
             shown = shown[: SHOWN_CHARS - 3] + "..."
         lines.append(f"{r.label:<{width}}  {r.probability:.4f}  {shown}")
     return "\n".join(lines)

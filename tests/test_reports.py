@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 import matplotlib
 matplotlib.use("svg")  # the user's choice, e.g. a notebook's inline backend
-from dlrecipes import reports, tuning_report
+from dlrecipes import reports
+from dlrecipes.tuning import report as tuning_report
 
 out = Path(sys.argv[1])
 (out / "history.csv").write_text("epoch,loss,accuracy,val_loss,val_accuracy\\n0,1,0.5,1,0.6\\n")

@@ -139,7 +139,7 @@ def test_mirrored_mixed_precision_on_two_logical_cpus_refuses_xla_and_trains_wit
     assert proc.stdout.count("exit 2") == 1 and proc.stdout.count("exit 0") == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "--jit with 2 replicas" in errors[0]
-    assert "2 replica(s), XLA off, precision mixed_float16" in proc.stdout
+    assert "2 replicas, XLA off, precision mixed_float16" in proc.stdout
     metrics = json.loads((tmp_path / "auto" / "metrics.json").read_text())
     assert metrics["num_examples"] == 500 and 0 <= metrics["accuracy"] <= 1
     history = (tmp_path / "auto" / "history.csv").read_text().splitlines()

@@ -51,7 +51,7 @@ def test_the_console_shows_the_run_and_nothing_else(trained):
     assert re.fullmatch(r"Preparing mnist_sample once under \S+ \.\.\.", lines[0])
     assert re.fullmatch(
         r"Training image_classification on mnist_sample: 63 steps/epoch, 2 epochs, "
-        r"\d replica\(s\), XLA (on|off), precision \w+\.",
+        r"\d replicas?, XLA (on|off), precision \w+\.",
         lines[1],
     )
     for epoch, line in enumerate(lines[2:4], start=1):
