@@ -8,9 +8,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from matplotlib.figure import Figure
 
 from dlrecipes.pruning import measure, stats
-from dlrecipes.reports import plt
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
@@ -84,7 +84,8 @@ def table(rows: Sequence[dict], columns: Sequence[str]) -> str:
 
 def plot_accuracy_vs_size(rows: Sequence[dict], out: Path) -> None:
     """Test accuracy against gzip-compressed size, one labelled point per model."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))  # not pyplot's: the user's matplotlib backend stays as it is
+    ax = fig.subplots()
     for row in rows:
         ax.scatter(row["gzip_kb"], 100 * row["test_accuracy"], s=40)
         ax.annotate(
@@ -101,4 +102,3 @@ def plot_accuracy_vs_size(rows: Sequence[dict], out: Path) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
