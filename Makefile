@@ -5,9 +5,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 WORKERS ?= 0
+DIST   ?= dist
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help venv demo test lint format bench image-classification text-bilstm fine-tuning clean
+.PHONY: help venv demo test lint format bench dist image-classification text-bilstm fine-tuning \
+	pruning train-distributed clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -34,6 +36,9 @@ format: $(STAMP) ## ruff fix and format
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
+dist: $(STAMP) ## build the wheel and sdist into dist/; the recipes ship inside (dlrecipes/recipes/)
+	$(PY) -m build --outdir $(DIST) .
+
 bench: $(STAMP) ## side-by-side measurements; writes benchmarks/results/ (make bench BENCH=image)
 	$(PY) benchmarks/run.py $(BENCH)
 
@@ -46,11 +51,21 @@ text-bilstm: $(STAMP) ## train the text recipe on Rotten Tomatoes snippets: make
 fine-tuning: $(STAMP) ## fine-tune MiniLM on Rotten Tomatoes snippets: make fine-tuning ARGS="--labels-per-class 50"
 	$(PY) recipes/fine_tuning/recipe.py train $(ARGS)
 
+pruning: $(STAMP) ## prune a trained model (default: the image recipe's) and compare: make pruning ARGS="--model runs/.../model.keras"
+	$(PY) recipes/pruning/recipe.py train $(ARGS)
+
+# One training run as WORKERS processes on 127.0.0.1 (2 unless given), through
+# MultiWorkerMirroredStrategy (dlrecipes/multihost/launch.py); the README shows several hosts.
+train-distributed: $(STAMP) ## train one run as N processes: make train-distributed RECIPE=image_classification WORKERS=2 ARGS="--epochs 5"
+	@test -n "$(RECIPE)" || { echo "error: give RECIPE=<name>, one of: $$(ls recipes | grep -v '\.')"; exit 2; }
+	$(PY) -m dlrecipes.multihost.launch --workers $(or $(filter-out 0,$(WORKERS)),2) -- \
+		$(PY) recipes/$(subst -,_,$(RECIPE))/recipe.py train $(ARGS)
+
 # Any recipe: tune-text-bilstm runs recipes/text_bilstm/recipe.py. WORKERS=N: a keras-tuner chief and
-# N workers on 127.0.0.1 (dlrecipes/tuning_launch.py); recipes/TUNING.md shows several hosts.
+# N workers on 127.0.0.1 (dlrecipes/tuning/launch.py); recipes/TUNING.md shows several hosts.
 tune-%: $(STAMP) ## tune a recipe: make tune-image-classification ARGS="--tuner random" WORKERS=2
-	$(PY) -m dlrecipes.tuning_launch --workers $(WORKERS) -- \
+	$(PY) -m dlrecipes.tuning.launch --workers $(WORKERS) -- \
 		$(PY) recipes/$(subst -,_,$*)/recipe.py tune $(ARGS)
 
-clean: ## remove .venv and runs/
-	rm -rf $(VENV) runs
+clean: ## remove .venv, runs/ and dist/
+	rm -rf $(VENV) runs $(DIST)

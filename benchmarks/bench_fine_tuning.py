@@ -66,7 +66,8 @@ def image_study(tmp: Path) -> None:
     values = {**json.loads(PRESET.read_text()), "base": str(tmp / "base" / "model.keras")}
     config = dataclasses.replace(fine.Config.from_dict(values), study=COUNTS)
     start = time.perf_counter()
-    summary = study.run(dlrecipes.Recipe.from_module("fine_tuning", fine), config, tmp / "study")
+    fine_recipe = dlrecipes.Recipe.from_module("fine_tuning", fine)
+    summary = study.run(fine_recipe, config, tmp / "study").metrics
     minutes = (time.perf_counter() - start) / 60
     arms = summary["arms"]
     rows = []

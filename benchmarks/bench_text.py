@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from common import EpochClock, load_recipe, write_result
+from common import EpochClock, recipe_of, write_result
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
@@ -86,17 +86,9 @@ def keras_io_bilstm(train, validation, test, epochs: int = 2) -> dict:
     }
 
 
-def recipe_run(module, arch: str) -> dict:
+def recipe_run(module, recipe: dlrecipes.Recipe, arch: str) -> dict:
     """The recipe's default config with `arch`, through the shared training loop."""
     config = dataclasses.replace(module.Config(), arch=arch)
-    recipe = dlrecipes.Recipe(
-        "text_bilstm",
-        module.Config,
-        module.load_data,
-        module.build_model,
-        module.build_hypermodel,
-        module.report_extra,
-    )
     clock = EpochClock()
     with tempfile.TemporaryDirectory() as tmp:
         result = training.train(recipe, config, Path(tmp) / "run", extra_callbacks=[clock])
@@ -110,7 +102,7 @@ def recipe_run(module, arch: str) -> dict:
 
 def main() -> None:
     runtime.seed_everything(0)
-    module = load_recipe("text_bilstm")
+    module, recipe = recipe_of("text_bilstm")
     splits = data.load_text("rt_snippets")
     train, validation, test = (arrays(s) for s in (splits.train, splits.validation, splits.test))
 
@@ -120,7 +112,7 @@ def main() -> None:
     }
     for arch in ("bilstm", "bigru", "transformer"):
         runtime.seed_everything(0)
-        results[f"recipe --arch {arch}"] = recipe_run(module, arch)
+        results[f"recipe --arch {arch}"] = recipe_run(module, recipe, arch)
 
     tfidf = results["TF-IDF 1-2 grams + logistic regression"]["test"]
     keras_io = results["keras-io 2-layer BiLSTM (reference)"]["test"]

@@ -6,7 +6,7 @@
    recipe. Its best hyperparameters and the recipe's defaults are then each trained from scratch by
    `train` for the same 4 epochs, and their best validation accuracies are compared.
 2. The same small random search (tiny models, 4 trials of 2 epochs) run by a chief with one worker
-   and by a chief with two workers, through `dlrecipes.tuning_launch`; wall time of each.
+   and by a chief with two workers, through `dlrecipes.tuning.launch`; wall time of each.
 """
 
 from __future__ import annotations
@@ -58,14 +58,15 @@ def hyperband_vs_defaults(work: Path) -> list[dict]:
     epochs_trained = sum(_trained_epochs(r, rows) for r in rows)
     assert epochs_trained <= EPOCH_BUDGET, epochs_trained
     best = json.loads(result.best_hparams_path.read_text())
-    best_config = config_class.from_dict({**config.to_dict(), **best})
+    # The best trial's whole config, trained from scratch for the longest trial's epochs.
+    best_config = dataclasses.replace(config_class.from_dict(best), epochs=HYPERBAND_MAX_EPOCHS)
     out = [
         {
             "run": f"hyperband search ({len(rows)} trials, {epochs_trained} epochs in all)",
             "epochs": HYPERBAND_MAX_EPOCHS,
             "val_accuracy": result.summary.best.score,
             "seconds": search_seconds,
-            "hparams": json.dumps(best),
+            "hparams": json.dumps(result.summary.best.values),
         }
     ]
     for name, cfg in (("defaults", config), ("best hyperparameters", best_config)):
@@ -94,7 +95,7 @@ def workers_wall_time(work: Path) -> list[dict]:
     for workers in (1, 2):
         directory = work / f"workers-{workers}"
         command = [
-            sys.executable, "-m", "dlrecipes.tuning_launch", "--workers", str(workers), "--",
+            sys.executable, "-m", "dlrecipes.tuning.launch", "--workers", str(workers), "--",
             sys.executable, str(RECIPE), "tune", *WORKER_SEARCH,
             "--directory", str(directory), "--overwrite",
         ]  # fmt: skip
@@ -145,7 +146,7 @@ def main() -> None:
         "One tuning worker against two, same random search (tiny models), one 2-core host",
         workers,
         notes=(
-            "Wall time of `python -m dlrecipes.tuning_launch --workers N -- ... tune "
+            "Wall time of `python -m dlrecipes.tuning.launch --workers N -- ... tune "
             f"{' '.join(WORKER_SEARCH)}`, chief start and its 20 s exit check included. "
             "Both workers share the same 2 cores, so the gain comes only from overlapping "
             "process start-up, graph tracing and input work, not from more compute."

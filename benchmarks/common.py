@@ -83,6 +83,22 @@ def load_recipe(name: str):
     return module
 
 
+def recipe_of(name: str):
+    """The `dlrecipes.Recipe` of `recipes/<name>/recipe.py`, as its `main()` builds it."""
+    import dlrecipes
+
+    module = load_recipe(name)
+    return module, dlrecipes.Recipe(
+        name,
+        module.Config,
+        module.load_data,
+        module.build_model,
+        module.build_hypermodel,
+        getattr(module, "report_extra", None),
+        getattr(module, "distill", None),
+    )
+
+
 def mnist_test() -> tuple:
     """The official MNIST test split (10,000 digits) as uint8 images and int labels."""
     from dlrecipes.data.idx import read_idx

@@ -4,10 +4,15 @@ Data pipelines (`data`), model builders (`models`), the training runtime (`runti
 callbacks, Keras Tuner glue (`tuning`), reports and the shared command line (`cli`).
 """
 
-from dlrecipes import cli, data, models, runtime, training, tuning
-from dlrecipes.config import RecipeConfig
-from dlrecipes.contract import Recipe
-from dlrecipes.errors import ConfigError, RecipeError
+# First, before anything imports TensorFlow: its start-up log lines are filtered (see console).
+from dlrecipes import console
+
+console.import_tensorflow()
+
+from dlrecipes import cli, data, models, runtime, training, tuning  # noqa: E402
+from dlrecipes.config import RecipeConfig  # noqa: E402
+from dlrecipes.contract import Recipe  # noqa: E402
+from dlrecipes.errors import ConfigError, RecipeError  # noqa: E402
 
 __version__ = "0.1.0"
 

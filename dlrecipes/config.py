@@ -19,7 +19,9 @@ from dlrecipes.errors import ConfigError
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("auto", "default", "mirrored")
+STRATEGIES = ("auto", "default", "mirrored", "multi_host")
+# The key of a saved config (a run's config.json) that names the recipe it was trained by.
+RECIPE_KEY = "recipe"
 
 
 @dataclasses.dataclass
@@ -27,31 +29,34 @@ class RecipeConfig:
     """Shared settings: data, optimizer and schedule, regularization, runtime."""
 
     # --- input
-    dataset: str = "mnist_sample"
+    dataset: str = "mnist_sample"  # a dataset name, or a path prefixed with its format
     data_dir: str | None = None  # TFDS data directory; None = ~/tensorflow_datasets
     # --- optimizer
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "adamw"
-    learning_rate: float = 1e-3
+    epochs: int = 10  # passes over the training split
+    batch_size: int = 128  # examples per training step
+    optimizer: str = "adamw"  # momentum = SGD with momentum
+    learning_rate: float = 1e-3  # peak learning rate, after warm-up
     schedule: str = "cosine"  # constant | cosine (with warm-up) | step (x0.1 at 50% and 75%)
-    warmup_epochs: float = 1.0
+    warmup_epochs: float = 1.0  # linear warm-up from 0 to the learning rate
     momentum: float = 0.9  # for momentum SGD and RMSprop
     weight_decay: float = 1e-4  # decoupled, AdamW only
     # Momentum of an exponential moving average of the weights (0 = off). Validation, the best
     # checkpoint and the exported model use the averaged weights; training goes on with the raw.
     ema: float = 0.0
     # --- regularization
-    dropout: float = 0.0
-    l1: float = 0.0
-    l2: float = 0.0
+    dropout: float = 0.0  # fraction of units dropped before the classifier
+    l1: float = 0.0  # L1 penalty on the kernels
+    l2: float = 0.0  # L2 penalty on the kernels
     early_stopping: int = 0  # patience in epochs on validation accuracy; 0 = off
     # --- runtime
-    seed: int = 0
+    seed: int = 0  # seeds weights, shuffling, augmentation and the data split
     deterministic: bool = False  # op determinism: reproducible to the bit, slower
     jit: bool | None = None  # XLA; None = the measured default for this device
     precision: str = "auto"  # auto = mixed_float16 on GPU, float32 on CPU
-    strategy: str = "auto"  # auto = MirroredStrategy when several GPUs are visible
+    # auto = multi_host when TF_CONFIG names several processes, else MirroredStrategy when several
+    # GPUs are visible. multi_host: --batch-size is the global batch, split across processes.
+    strategy: str = "auto"
+    backup_steps: int = 0  # also back up every N training steps (0 = after every epoch only)
     fold: tuple[int, int] | None = None  # (i, k): set by `train --folds k`
 
     # Overrides that shrink a run to seconds, for tests and a first look (`--tiny`).
@@ -62,16 +67,20 @@ class RecipeConfig:
     def __post_init__(self) -> None:
         self.validate()
 
-    def validate(self) -> None:
-        """Raises ConfigError naming the field, the bad value and what is allowed."""
-        choices = {
+    @classmethod
+    def choices(cls) -> dict[str, tuple[str, ...]]:
+        """The allowed values of every choice-valued field."""
+        return {
             "optimizer": OPTIMIZERS,
             "schedule": SCHEDULES,
             "precision": PRECISIONS,
             "strategy": STRATEGIES,
-            **self.CHOICES,
+            **cls.CHOICES,
         }
-        for name, allowed in choices.items():
+
+    def validate(self) -> None:
+        """Raises ConfigError naming the field, the bad value and what is allowed."""
+        for name, allowed in self.choices().items():
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(
@@ -89,6 +98,8 @@ class RecipeConfig:
         for name in ("l1", "l2", "weight_decay", "momentum", "warmup_epochs", "early_stopping"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative; got {getattr(self, name)}.")
+        if self.backup_steps < 0:
+            raise ConfigError(f"backup_steps must not be negative; got {self.backup_steps}.")
 
     def tiny(self) -> RecipeConfig:
         """The same config shrunk by `TINY`, for tests and quick local runs."""
@@ -97,8 +108,10 @@ class RecipeConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+    def save(self, path: str | Path, recipe: str | None = None) -> None:
+        """Writes the config as JSON; `recipe` records which recipe it belongs to."""
+        values = {RECIPE_KEY: recipe, **self.to_dict()} if recipe else self.to_dict()
+        Path(path).write_text(json.dumps(values, indent=2) + "\n")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RecipeConfig:
@@ -107,7 +120,10 @@ class RecipeConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> RecipeConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """The config saved at `path` (the recipe it names, if any, is not a field)."""
+        values = json.loads(Path(path).read_text())
+        values.pop(RECIPE_KEY, None)
+        return cls.from_dict(values)
 
 
 def flag(name: str) -> str:
@@ -135,7 +151,7 @@ def coerce(cls: type, values: dict[str, Any]) -> dict[str, Any]:
 def _convert(value: Any, hint: Any, name: str) -> Any:
     if value is None:
         return None
-    base = _strip_optional(hint)
+    base = strip_optional(hint)
     origin = typing.get_origin(base)
     try:
         if origin is tuple:
@@ -157,7 +173,7 @@ def _convert(value: Any, hint: Any, name: str) -> Any:
     return value
 
 
-def _strip_optional(hint: Any) -> Any:
+def strip_optional(hint: Any) -> Any:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if len(args) == 1:

@@ -1,4 +1,10 @@
-"""`python -m dlrecipes copy <recipe> DEST`: put a recipe folder into another project."""
+"""`python -m dlrecipes copy <recipe> DEST`: put a recipe folder into another project.
+
+The recipes ship inside the package (`dlrecipes/recipes/<name>/`, see setup.py), so an installed
+dlrecipes copies them out as well as a source checkout does (where they are `recipes/<name>/`).
+The copied README is the repository's one with the commands pointed at the copy and the section
+about the dlrecipes repository itself (make targets, benchmarks, shared test data) left out.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,27 @@ from pathlib import Path
 import dlrecipes
 from dlrecipes.errors import RecipeError
 
-# Recipes live beside the package in a source checkout (the way `make` installs it, editable).
-RECIPES_DIR = Path(dlrecipes.__file__).resolve().parent.parent / "recipes"
+PACKAGE_DIR = Path(dlrecipes.__file__).resolve().parent
+# The README section that only makes sense inside the dlrecipes repository; `copy` drops it.
+REPOSITORY_SECTION = "## In the dlrecipes repository"
+
+
+def recipes_dir() -> Path:
+    """Where the recipes are: inside an installed package, else beside a source checkout's."""
+    installed = PACKAGE_DIR / "recipes"
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / "recipes"
 
 
 def available() -> list[str]:
     """Names of the recipes that can be copied."""
-    if not RECIPES_DIR.is_dir():
+    root = recipes_dir()
+    if not root.is_dir():
         return []
-    return sorted(p.name for p in RECIPES_DIR.iterdir() if (p / "recipe.py").exists())
+    return sorted(p.name for p in root.iterdir() if (p / "recipe.py").exists())
 
 
 def copy_recipe(name: str, dest: str | Path) -> Path:
-    """Copies `recipes/<name>/` to `dest/<name>/` and returns the new folder.
+    """Copies the recipe `name` to `dest/<name>/` and returns the new folder.
 
     Raises:
         RecipeError: unknown recipe (the message lists the known ones), or the target exists.
@@ -29,21 +43,39 @@ def copy_recipe(name: str, dest: str | Path) -> Path:
     if name not in available():
         raise RecipeError(
             f"Unknown recipe {name!r}; available: {', '.join(available()) or 'none found'} "
-            f"(looked in {RECIPES_DIR})."
+            f"(looked in {recipes_dir()})."
         )
     target = Path(dest) / name
     if target.exists():
         raise RecipeError(
             f"{target} exists already; nothing was copied. Remove it or pick another DEST."
         )
-    shutil.copytree(RECIPES_DIR / name, target, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(recipes_dir() / name, target, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in (*target.glob("*.md"), *target.glob("*.py")):
+        path.write_text(standalone(path.read_text(), name))
     return target
 
 
+def standalone(text: str, name: str) -> str:
+    """A recipe file as it reads in another project: `python <name>/recipe.py ...` in place of
+    `python recipes/<name>/recipe.py ...`, and without the README's section about the
+    repository."""
+    if REPOSITORY_SECTION in text:
+        text = text.split(f"\n{REPOSITORY_SECTION}", 1)[0].rstrip() + "\n"
+    return text.replace(f"recipes/{name}/recipe.py", f"{name}/recipe.py")
+
+
 def install_hint() -> str:
-    """What the other project needs installed for a copied recipe to run."""
-    root = RECIPES_DIR.parent
+    """What another environment needs for a copied recipe to run."""
+    checkout = PACKAGE_DIR.parent
+    if (checkout / "pyproject.toml").exists() and (checkout / "recipes").is_dir():
+        source = f"pip install {checkout}  (or `make dist` there and pip install the wheel)"
+    else:
+        source = (
+            f"pip install dlrecipes-{dlrecipes.__version__}-py3-none-any.whl (`make dist` in the "
+            "dlrecipes repository builds it)"
+        )
     return (
-        f"The recipe needs the dlrecipes package: pip install -e {root}  "
-        f"(add [gpu] on a CUDA machine: pip install -e '{root}[gpu]')."
+        f"The recipe needs the dlrecipes package; this Python has it. Another environment: "
+        f"{source}, with [gpu] on a CUDA machine."
     )

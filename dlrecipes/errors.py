@@ -18,7 +18,8 @@ class DatasetError(RecipeError, ValueError):
 
 
 class RunDirError(RecipeError):
-    """A run directory cannot be used as asked (exists already, or holds no run to resume)."""
+    """A run or search directory cannot be used as asked (exists already, holds no run to
+    resume, or holds a search started with another tuner or other settings)."""
 
 
 class CheckpointError(RecipeError):
@@ -35,3 +36,7 @@ class TrainingDiverged(RecipeError):
 
 class TuningFailed(RecipeError):
     """No trial of a search completed, so there are no best hyperparameters."""
+
+
+class ClusterError(RecipeError):
+    """A multi-host run cannot form its cluster, or lost one of its processes."""

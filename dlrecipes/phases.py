@@ -8,30 +8,30 @@ the best checkpoint (best by validation over every phase) and TensorBoard read a
 
 A run killed at any point continues: the backup's epoch says which phase it was in, and that
 phase's layers are set up and its optimizer compiled before the backup is restored, so the saved
-optimizer state fits. Every phase after the first starts from the best checkpoint so far, and its
-first backup is written before its first epoch, so a kill between two phases resumes at the
-second phase's start.
+optimizer state fits. Every phase after the first starts from the best model so far (the run's
+`model.keras`), and its first backup is written before its first epoch, so a kill between two
+phases resumes at the second phase's start.
 
 Example:
 
 >>> plan = [Phase("head", head_config, freeze_base), Phase("fine-tune", config, unfreeze_top)]
->>> phases.fit(model, plan, train, validation, steps_per_epoch=steps,
+>>> phases.fit(model, plan, train, validation, steps=steps,
 ...            compile=training.compile_model, callbacks=callbacks)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import keras
 import tensorflow as tf
 
-from dlrecipes.callbacks import NanGuard
+from dlrecipes.callbacks import NanGuard, RunCheckpoints, epochs_done
 from dlrecipes.config import RecipeConfig
 
 COLUMN = "phase"  # history.csv column: the phase number (1, 2, ...) of each epoch
@@ -80,10 +80,11 @@ def fit(
     train: tf.data.Dataset,
     validation: tf.data.Dataset | None,
     *,
-    steps_per_epoch: int,
+    steps: int,
     compile: Callable[[keras.Model, RecipeConfig, int], keras.Model],
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 2,
+    **fit_args: Any,
 ) -> keras.callbacks.History:
     """Fits `model` phase after phase, continuing from the backup among `callbacks` if any.
 
@@ -91,21 +92,21 @@ def fit(
         model: the model to train (built; compiled or not).
         phases: the phases, in order.
         train, validation: batched datasets.
-        steps_per_epoch: training batches per epoch, for the learning-rate schedules.
-        compile: `compile(model, config, steps_per_epoch)`, e.g. `training.compile_model`.
-        callbacks: shared by every phase: a `BackupAndRestore` among them makes the run
-            resumable, a `ModelCheckpoint` gives each later phase its starting weights, and a
+        steps: training batches per epoch, for the learning-rate schedules.
+        compile: `compile(model, config, steps)`, e.g. `training.compile_model`.
+        callbacks: shared by every phase: a `RunCheckpoints` among them makes the run
+            resumable and gives each later phase its starting weights (the best so far), and a
             `NanGuard` that fires ends the training.
         verbose: `fit`'s verbosity.
+        fit_args: more arguments for every `fit` (`shuffle`, `steps_per_epoch`).
 
     Returns:
         One `History` of every epoch trained, over all phases.
     """
-    backup = _find(callbacks, keras.callbacks.BackupAndRestore)
-    checkpoint = _find(callbacks, keras.callbacks.ModelCheckpoint)
+    backup = _find(callbacks, RunCheckpoints)
     guard = _find(callbacks, NanGuard)
     column = PhaseColumn()
-    done = _backed_up_epochs(backup)
+    done = 0 if backup is None else epochs_done(Path(backup.backup_dir))
     merged = keras.callbacks.History()
     merged.epoch = []
     for number, (phase, (start, end)) in enumerate(zip(phases, spans(phases), strict=True), 1):
@@ -113,14 +114,16 @@ def fit(
             continue  # finished before the run was killed
         with model.distribute_strategy.scope():
             phase.setup(model)
-            compile(model, phase.config, steps_per_epoch)
-            if number > 1 and done == start:
-                _start_from_best(model, checkpoint)
-                if backup is not None:
-                    # This phase's first backup, written with this phase's optimizer.
-                    model.optimizer.build(model.trainable_variables)
-                    backup.set_model(model)
-                    backup.on_epoch_end(start - 1)
+            compile(model, phase.config, steps)
+            if backup is not None and number > 1 and done == start:
+                _start_from_best(model, backup.run_dir / "model.keras")
+                # This phase's first backup, written with this phase's optimizer.
+                model.optimizer.build(model.trainable_variables)
+                backup.set_model(model)
+                backup.finishes = False
+                backup.on_epoch_end(start - 1)
+        if backup is not None:
+            backup.finishes = number == len(phases)  # only the last phase ends the training
         trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
         print(
             f"Phase {number}/{len(phases)} ({phase.name}): epochs {start + 1}-{end}, learning "
@@ -136,6 +139,7 @@ def fit(
             epochs=end,
             callbacks=[column, *map(_fresh_ema_swap, callbacks)],
             verbose=verbose,
+            **fit_args,
         )
         merged.epoch += history.epoch
         for key, values in history.history.items():
@@ -143,8 +147,8 @@ def fit(
         done = end
         if guard is not None and guard.message:
             break
-    if checkpoint is not None and Path(checkpoint.filepath).exists():
-        _drop_optimizer(Path(checkpoint.filepath))
+    if backup is not None and (backup.run_dir / "model.keras").exists():
+        _drop_optimizer(backup.run_dir / "model.keras")
     return merged
 
 
@@ -160,23 +164,11 @@ def _fresh_ema_swap(callback: keras.callbacks.Callback) -> keras.callbacks.Callb
     return callback
 
 
-def _backed_up_epochs(backup: keras.callbacks.BackupAndRestore | None) -> int:
-    """Epochs finished according to the backup (0 without one): where a resumed run goes on."""
-    if backup is None:
-        return 0
-    try:
-        # The file BackupAndRestore writes next to its weights after every epoch.
-        metadata = json.loads((Path(backup.backup_dir) / "training_metadata.json").read_text())
-        return int(metadata["epoch"])
-    except (OSError, ValueError, KeyError):
-        return 0
-
-
-def _start_from_best(model: keras.Model, checkpoint: keras.callbacks.ModelCheckpoint | None):
-    """Gives `model` the weights of the best checkpoint so far, if one was written."""
-    if checkpoint is None or not Path(checkpoint.filepath).exists():
+def _start_from_best(model: keras.Model, path: Path) -> None:
+    """Gives `model` the weights of the best model so far, if one was saved."""
+    if not path.exists():
         return
-    best = keras.saving.load_model(checkpoint.filepath, safe_mode=True, compile=False)
+    best = keras.saving.load_model(path, safe_mode=True, compile=False)
     model.set_weights(best.get_weights())
 
 

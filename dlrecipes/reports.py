@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display needed
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import (  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import (
     ConfusionMatrixDisplay,
     accuracy_score,
     confusion_matrix,
     precision_recall_fscore_support,
 )
 
-from dlrecipes.callbacks import read_history  # noqa: E402
+from dlrecipes.callbacks import read_history
 
 
 def classification_metrics(
@@ -50,7 +47,11 @@ def classification_metrics(
 
 
 def write_json(path: Path, values: dict[str, Any]) -> None:
-    path.write_text(json.dumps(values, indent=2) + "\n")
+    """Writes `values` as JSON in one step (a temporary file, then `os.replace`): a run killed
+    while writing leaves the old file or none, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(values, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def plot_curves(history_csv: Path, out: Path) -> None:
@@ -65,7 +66,9 @@ def plot_curves(history_csv: Path, out: Path) -> None:
         for epoch, row, before in zip(epochs[1:], rows[1:], rows[:-1], strict=True)
         if row.get("phase") != before.get("phase")
     ]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    # A Figure of its own, not pyplot's: files only, and the user's matplotlib backend untouched.
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
             values = [float(r[key]) for r in rows if r.get(key) not in (None, "", "NA")]
@@ -80,19 +83,18 @@ def plot_curves(history_csv: Path, out: Path) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
 
 
 def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], out: Path) -> None:
     """The confusion matrix as an annotated heat map."""
     size = max(4.0, 0.5 * len(class_names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     ConfusionMatrixDisplay(np.asarray(matrix), display_labels=list(class_names)).plot(
         ax=ax, colorbar=False, xticks_rotation="vertical" if len(class_names) > 10 else "horizontal"
     )
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
 
 
 def write_report(

@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from dlrecipes.errors import ConfigError
+from dlrecipes.multihost import cluster
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +25,18 @@ def gpus() -> list[tf.config.PhysicalDevice]:
 
 
 def strategy(name: str = "auto") -> tf.distribute.Strategy:
-    """The distribution strategy for one host.
+    """The distribution strategy.
 
     Args:
-        name: `auto` (MirroredStrategy over every GPU when there are several, else the default
-            strategy), `default` (one device), or `mirrored` (MirroredStrategy over every GPU, or
-            over every logical CPU device when there is no GPU).
+        name: `auto` (`multi_host` when TF_CONFIG names several processes, else MirroredStrategy
+            over every GPU when there are several, else the default strategy), `default` (one
+            device), `mirrored` (MirroredStrategy over every GPU, or over every logical CPU device
+            when there is no GPU), or `multi_host` (MultiWorkerMirroredStrategy over the processes
+            of TF_CONFIG; see `dlrecipes.multihost.cluster`).
     """
+    task = cluster.task(name)
+    if task is not None:
+        return cluster.join(task)
     if name == "default" or (name == "auto" and len(gpus()) < 2):
         return tf.distribute.get_strategy()
     if name in ("auto", "mirrored"):
@@ -38,24 +44,56 @@ def strategy(name: str = "auto") -> tf.distribute.Strategy:
             d.name for d in tf.config.list_logical_devices("CPU")
         ]
         return tf.distribute.MirroredStrategy(devices)
-    raise ConfigError(f"strategy={name!r} is not one of auto, default, mirrored.")
+    raise ConfigError(f"strategy={name!r} is not one of auto, default, mirrored, multi_host.")
 
 
-def use_jit(jit: bool | None) -> bool:
-    """Whether to use XLA: the explicit choice, else on for GPU and `JIT_ON_CPU` for CPU."""
+def use_jit(jit: bool | None, replicas: int = 1) -> bool:
+    """Whether to compile the training step with XLA.
+
+    Args:
+        jit: the explicit choice (`--jit` / `--no-jit`), or None for the policy: on for one GPU,
+            off on CPU (`JIT_ON_CPU`, measured) and off across several replicas, as Keras' own
+            `jit_compile="auto"` decides under `tf.distribute`.
+        replicas: devices the model is mirrored over (`strategy.num_replicas_in_sync`).
+
+    Raises:
+        ConfigError: `jit=True` across several replicas. XLA under `MirroredStrategy` fails in
+            the first training step (seen here over two logical CPUs: "Trying to access resource
+            ... located in device CPU:1 from device CPU:0"; on GPUs with mixed precision,
+            keras-team/keras#20763, still open).
+    """
+    if replicas > 1:
+        if jit:
+            raise ConfigError(
+                f"--jit with {replicas} replicas: XLA under MirroredStrategy fails in the first "
+                "training step (keras-team/keras#20763). Drop --jit (XLA stays off across "
+                "replicas), or train on one device with --strategy default."
+            )
+        return False
     if jit is not None:
         return jit
     return bool(gpus()) or JIT_ON_CPU
 
 
+# Tensor cores, which make float16 math fast, came with compute capability 7.0 (Volta).
+MIXED_PRECISION_CAPABILITY = (7, 0)
+
+
 def set_precision(precision: str = "auto") -> str:
     """Sets Keras' global dtype policy and returns its name.
 
-    `auto` is `mixed_float16` on GPU (tensor cores, half the activation memory) and `float32` on
-    CPU, where float16 math is emulated and slower.
+    `auto` is `mixed_float16` when every GPU has tensor cores (compute capability 7.0 or newer:
+    faster math, half the activation memory), else `float32`: on CPU float16 math is emulated
+    and slower, and older GPUs gain nothing from it.
     """
     if precision == "auto":
-        precision = "mixed_float16" if gpus() else "float32"
+        found = gpus()
+        fast = found and all(
+            tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)))
+            >= MIXED_PRECISION_CAPABILITY
+            for gpu in found
+        )
+        precision = "mixed_float16" if fast else "float32"
     keras.mixed_precision.set_global_policy(precision)
     return precision
 
@@ -68,9 +106,22 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def new_run_dir(root: str | Path, recipe: str, run_id: str | None = None) -> Path:
-    """`root/<recipe>/<run_id>`, with a timestamp as the default run id."""
+    """Creates and returns a new, empty `root/<recipe>/<run_id>` (a timestamp by default).
+
+    The directory is made with one `mkdir`, which fails if it exists, so two runs started in the
+    same second never share one: the second gets `<run_id>-2`, the next `-3`, and so on.
+    """
     run_id = run_id or datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(root) / recipe / run_id
+    parent = Path(root) / recipe
+    parent.mkdir(parents=True, exist_ok=True)
+    path, n = parent / run_id, 1
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+            path = parent / f"{run_id}-{n}"
 
 
 def split_cpu(count: int) -> None:

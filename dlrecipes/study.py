@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from dlrecipes import progress, reports, training
 from dlrecipes.config import RecipeConfig
 from dlrecipes.contract import Recipe
-from dlrecipes.errors import ConfigError
+from dlrecipes.errors import ConfigError, RecipeError
 
 ALL = "all"
 
@@ -57,46 +59,60 @@ def _slug(arm: str) -> str:
     return arm.replace(" ", "-")
 
 
-def run(recipe: Recipe, config: RecipeConfig, run_dir: Path, *, resume: bool = False) -> dict:
+def run(
+    recipe: Recipe, config: RecipeConfig, run_dir: Path | None = None, *, resume: bool = False
+) -> training.RunResult:
     """Trains every arm at every label count of `config.study` with `config.study_seeds` seeds.
 
+    `run_dir` None means a new `runs/<recipe>/<timestamp>`. Ctrl-C raises
+    `training.Interrupted` naming the study's directory, which `--resume` continues.
+
     Returns:
-        The summary also written to `study.json`: per-run rows, and per arm and count the mean,
-        standard deviation, minimum and maximum of test accuracy.
+        The study's directory, and as metrics the summary also written to `study.json`: per-run
+        rows, and per arm and count the mean, standard deviation, minimum and maximum of test
+        accuracy.
     """
     arms: dict[str, dict[str, Any]] = type(config).STUDY_ARMS
-    run_dir = Path(run_dir)
-    training.prepare_run_dir(run_dir, resume)
+    run_dir = None if run_dir is None else Path(run_dir)
+    training.check_run_dir(run_dir, resume)
     if not resume:
-        config.save(run_dir / "config.json")
+        run_dir = training.claim_run_dir(run_dir, recipe.name, config)
     seeds = range(config.seed, config.seed + config.study_seeds)
     jobs = [(arm, n, s) for n in counts(config.study) for s in seeds for arm in arms]
     rows = []
-    for arm, count, seed in progress.bar(jobs, total=len(jobs), desc="few-label study", unit="run"):
-        sub = run_dir / _slug(arm) / f"{_label(count)}-per-class" / f"seed-{seed}"
-        if (sub / "metrics.json").exists():
-            metrics = json.loads((sub / "metrics.json").read_text())
-        else:
-            print(f"\n== {arm}, {_label(count)} labels per class, seed {seed}: {sub}", flush=True)
-            sub_config = dataclasses.replace(
-                config, study="", labels_per_class=count, seed=seed, **arms[arm]
-            )
-            resumable = (sub / "config.json").exists()
-            metrics = training.train(recipe, sub_config, sub, resume=resumable).metrics
-        rows.append(
-            {
-                "arm": arm,
-                "labels_per_class": _label(count),
-                "seed": seed,
-                "test_accuracy": metrics["accuracy"],
-                "val_accuracy": metrics["best_val_accuracy"],
-            }
-        )
+    try:
+        with training.interruptible(run_dir):
+            for arm, count, seed in progress.bar(jobs, desc="few-label study", unit="run"):
+                sub = run_dir / _slug(arm) / f"{_label(count)}-per-class" / f"seed-{seed}"
+                metrics = training.finished_metrics(sub)
+                if metrics is None:
+                    print(
+                        f"\n== {arm}, {_label(count)} labels per class, seed {seed}: {sub}",
+                        flush=True,
+                    )
+                    sub_config = dataclasses.replace(
+                        config, study="", labels_per_class=count, seed=seed, **arms[arm]
+                    )
+                    resumable = (sub / "config.json").exists()
+                    metrics = training.train(recipe, sub_config, sub, resume=resumable).metrics
+                rows.append(
+                    {
+                        "arm": arm,
+                        "labels_per_class": _label(count),
+                        "seed": seed,
+                        "test_accuracy": metrics["accuracy"],
+                        "val_accuracy": metrics["best_val_accuracy"],
+                    }
+                )
+    except RecipeError:
+        if not resume and [p.name for p in run_dir.iterdir()] == ["config.json"]:
+            shutil.rmtree(run_dir)  # refused before the first run trained: leave nothing
+        raise
     summary = {"arms": list(arms), "runs": rows, "table": _table(rows, list(arms))}
     reports.write_json(run_dir / "study.json", summary)
     _plot(summary, run_dir / "study.png")
     _report(recipe, config, summary, run_dir)
-    return summary
+    return training.RunResult(run_dir, summary)
 
 
 def _table(rows: list[dict], arms: list[str]) -> list[dict]:
@@ -120,11 +136,11 @@ def _table(rows: list[dict], arms: list[str]) -> list[dict]:
 
 def _plot(summary: dict, out: Path) -> None:
     """Mean test accuracy (bars: standard deviation over seeds) against labels per class."""
-    import matplotlib.pyplot as plt  # reports has set the Agg backend
-
     table = summary["table"]
     x = np.arange(len(table))
-    fig, ax = plt.subplots(figsize=(6, 4))
+    # A Figure of its own, not pyplot's: files only, and the user's matplotlib backend untouched.
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for arm in summary["arms"]:
         means = [100 * e[arm]["mean"] for e in table]
         stds = [100 * e[arm]["std"] for e in table]
@@ -136,7 +152,6 @@ def _plot(summary: dict, out: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
 
 
 def table_markdown(summary: dict) -> str:

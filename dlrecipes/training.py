@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import shutil
+import warnings
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +21,17 @@ from dlrecipes import callbacks as cb
 from dlrecipes import optimizers, phases, reports, runtime
 from dlrecipes.config import RecipeConfig
 from dlrecipes.contract import Recipe
-from dlrecipes.data import Splits
+from dlrecipes.data import Splits, no_training_split
 from dlrecipes.errors import (
     CheckpointError,
     ConfigError,
     DatasetError,
+    RecipeError,
     RunDirError,
     TrainingDiverged,
 )
+from dlrecipes.multihost import cluster
+from dlrecipes.wording import count
 
 
 @dataclasses.dataclass
@@ -32,13 +40,32 @@ class RunResult:
     metrics: dict[str, Any]
 
 
-def compile_model(model: keras.Model, config: RecipeConfig, steps_per_epoch: int) -> keras.Model:
-    """Compiles for integer-label classification with the config's optimizer, schedule and XLA."""
+def compile_model(
+    model: keras.Model,
+    config: RecipeConfig,
+    steps_per_epoch: int,
+    loss: Any = "sparse_categorical_crossentropy",
+    metrics: list[Any] | None = None,
+) -> keras.Model:
+    """Compiles for integer-label classification (or the given `loss` and `metrics`, named
+    `accuracy`) with the config's optimizer, schedule and XLA.
+
+    Call it inside the strategy's scope: XLA follows `runtime.use_jit` for that many replicas.
+    Keras runs a model holding layers XLA cannot compile (string preprocessing) without XLA;
+    `model.jit_compile` says what it runs.
+    """
+    jit = runtime.use_jit(config.jit, tf.distribute.get_strategy().num_replicas_in_sync)
+    if jit:
+        with warnings.catch_warnings():
+            # Keras' own check, which warns when it says no; the training log says so instead.
+            warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
+            model.jit_compile = True
+        jit = model.jit_compile  # saved with the model: a reload must not warn either
     model.compile(
         optimizer=optimizers.optimizer(config, steps_per_epoch),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=runtime.use_jit(config.jit),
+        loss=loss,
+        metrics=metrics or ["accuracy"],
+        jit_compile=jit,
     )
     return model
 
@@ -51,26 +78,80 @@ def count_batches(ds: tf.data.Dataset) -> int:
     return int(ds.reduce(np.int64(0), lambda count, _: count + 1))
 
 
-def prepare_run_dir(run_dir: Path, resume: bool) -> None:
-    """Creates `run_dir`, refusing to write over a finished or foreign run."""
+def check_run_dir(run_dir: Path | None, resume: bool) -> None:
+    """Refuses a run directory that cannot be used, before anything is loaded or written."""
     if resume:
+        if run_dir is None:
+            raise RunDirError(
+                "--resume continues a run in its directory: pass it with --run-dir (the last "
+                "line the run printed, or the one named when it was interrupted)."
+            )
         if not (run_dir / "config.json").exists():
             raise RunDirError(
                 f"--resume: {run_dir} holds no config.json, so there is no run to resume. "
                 "Drop --resume to start a new run there."
             )
-        if (run_dir / "metrics.json").exists() and not (run_dir / "backup").exists():
-            raise RunDirError(
-                f"--resume: the run in {run_dir} finished already (metrics.json is written and "
-                "no backup is left). Start a new --run-dir to train again."
-            )
-        return
-    if run_dir.exists() and any(run_dir.iterdir()):
+    # `logs/` alone is no run: `dlrecipes.multihost.launch` writes the processes' logs there first.
+    elif (
+        run_dir is not None
+        and run_dir.exists()
+        and any(p.name != "logs" for p in run_dir.iterdir())
+    ):
         raise RunDirError(
             f"{run_dir} already holds a run. Pass --resume to continue it, or choose another "
             "--run-dir; nothing was overwritten."
         )
+
+
+def claim_run_dir(run_dir: Path | None, recipe: str, config: RecipeConfig) -> Path:
+    """Creates the run directory and its config.json, which names the recipe.
+
+    `run_dir=None` makes a new `runs/<recipe>/<timestamp>`. config.json is linked into place
+    complete and only if no other run wrote one first, so two runs never share a directory.
+    """
+    if run_dir is None:
+        run_dir = runtime.new_run_dir("runs", recipe)
     run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / f".config.json.{os.getpid()}"
+    config.save(tmp, recipe=recipe)
+    try:
+        os.link(tmp, run_dir / "config.json")
+    except FileExistsError as err:
+        raise RunDirError(
+            f"{run_dir} was taken by another run that started at the same time; choose another "
+            "--run-dir."
+        ) from err
+    finally:
+        tmp.unlink()
+    return run_dir
+
+
+def finished_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """The metrics of a finished run (metrics.json is written last), or None.
+
+    A backup left behind by a run killed just after writing metrics.json is deleted.
+    """
+    if not (run_dir / "metrics.json").exists():
+        return None
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run whose directory exists: `run_dir` is where `--resume` continues."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
+@contextlib.contextmanager
+def interruptible(run_dir: Path) -> Iterator[None]:
+    """Turns Ctrl-C into `Interrupted(run_dir)`, so the caller can say how to resume."""
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        raise Interrupted(run_dir) from err
 
 
 def load_model(path: str | Path) -> keras.Model:
@@ -82,7 +163,10 @@ def load_model(path: str | Path) -> keras.Model:
         )
     try:
         return keras.saving.load_model(path, safe_mode=True)
-    except Exception as err:  # noqa: BLE001 - a half-written or foreign file raises many kinds
+    # What Keras raises for a file that is no .keras zip (ValueError), a zip without a model
+    # (KeyError), a class it cannot find (TypeError), truncated weights (OSError). Anything
+    # else is a bug and keeps its traceback.
+    except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile) as err:
         raise CheckpointError(
             f"{path} is not a readable Keras model ({type(err).__name__}: {str(err)[:200]}). "
             "It may be corrupt or half-written: retrain, or point at another model.keras."
@@ -117,7 +201,7 @@ def evaluate_model(
 def train(
     recipe: Recipe,
     config: RecipeConfig,
-    run_dir: Path,
+    run_dir: Path | None = None,
     *,
     resume: bool = False,
     export: bool = False,
@@ -125,75 +209,143 @@ def train(
 ) -> RunResult:
     """Trains `recipe` with `config` into `run_dir`: fit, pick the best epoch, score, report.
 
-    A run killed at any point continues from its last backup with `resume=True`.
+    The run directory (`None`: a new `runs/<recipe>/<timestamp>`) is created only once the data
+    is loaded and the model is built, so a run refused before training leaves nothing behind.
+    A run killed at any point continues from its last backup with `resume=True`; one killed
+    after training only writes its report. Ctrl-C raises `Interrupted` naming the directory.
     `extra_callbacks` run after the standard ones (benchmarks use them to time epochs).
+    Under `--strategy multi_host` only the chief writes `run_dir`; every other process trains in
+    step with it, writing into a scratch directory, and returns a result without metrics.
     """
-    run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, resume)
+    run_dir = None if run_dir is None else Path(run_dir)
+    task = cluster.task(config.strategy)
+    if task is not None:
+        if run_dir is None:
+            raise ConfigError(
+                "A multi-host run needs --run-dir: every process names the same directory, and "
+                "the chief writes it."
+            )
+        if not task.is_chief:
+            run_dir = cluster.scratch_dir(task, run_dir, resume)
+    check_run_dir(run_dir, resume)
+    if resume and (run_dir / "metrics.json").exists():
+        if not (run_dir / "backup").exists():
+            raise RunDirError(
+                f"--resume: the run in {run_dir} finished already (metrics.json is written). "
+                "Start a new --run-dir to train again."
+            )
+        return RunResult(run_dir, finished_metrics(run_dir))  # killed just before cleaning up
     runtime.seed_everything(config.seed, config.deterministic)
     precision = runtime.set_precision(config.precision)
     strategy = runtime.strategy(config.strategy)
-    splits = recipe.load_data(config)
-    steps = count_batches(splits.train)
+    runtime.use_jit(config.jit, strategy.num_replicas_in_sync)  # refuses now, before the data
+    with cluster.chief_first(strategy, task):  # TFDS preparation and teacher predictions, once
+        splits = recipe.load_data(config)
+        # With a teacher, the model fits its soft targets over a transfer set
+        # (dlrecipes.distillation).
+        distill = recipe.distill(config, splits) if recipe.distill else None
+    epochs = sum(p.config.epochs for p in recipe.phases(config)) if recipe.phases else config.epochs
+    if resume and cb.training_finished(run_dir, epochs):
+        if task is not None and not task.is_chief:
+            return RunResult(run_dir, {})  # the chief writes the report
+        print(f"Training in {run_dir} had finished; writing its report.")
+        with interruptible(run_dir):
+            return finish(recipe, config, run_dir, splits, export=export, distill=distill)
+    fit_data = (distill.train, distill.validation) if distill else (splits.train, splits.validation)
+    if task is not None:
+        fit_data = tuple(cluster.shard_by_data(ds) for ds in fit_data)
+    steps = count_batches(fit_data[0])
     if steps == 0:
-        raise DatasetError(f"The training split of {config.dataset} is empty.")
+        raise no_training_split(splits.info)
     with strategy.scope():
-        model = compile_model(recipe.build_model(config, splits.info), config, steps)
+        model = compile_model(
+            recipe.build_model(config, splits.info),
+            config,
+            steps,
+            **(distill.compile_args() if distill else {}),
+        )
     if not resume:
-        config.save(run_dir / "config.json")
-    xla = "on" if runtime.use_jit(config.jit) else "off"
+        run_dir = claim_run_dir(run_dir, recipe.name, config)
+    xla = "on" if model.jit_compile else "off"  # what Keras runs: off for string models too
     print(
-        f"Training {recipe.name} on {config.dataset}: {steps} steps/epoch, {config.epochs} epochs, "
-        f"{strategy.num_replicas_in_sync} replica(s), XLA {xla}, precision {precision}."
+        f"Training {recipe.name} on {config.dataset}: {count(steps, 'step')}/epoch, "
+        f"{count(epochs, 'epoch')}, {count(strategy.num_replicas_in_sync, 'replica')}, "
+        f"XLA {xla}, precision {precision}."
     )
-    callbacks, guard = cb.standard(run_dir, config)
-    callbacks += extra_callbacks or []
-    try:
-        if recipe.phases is None:
-            model.fit(
-                splits.train,
-                validation_data=splits.validation,
-                epochs=config.epochs,
-                callbacks=callbacks,
-                verbose=2,
-            )
-        else:
-            phases.fit(
-                model,
-                recipe.phases(config),
-                splits.train,
-                splits.validation,
-                steps_per_epoch=steps,
-                compile=compile_model,
-                callbacks=callbacks,
-            )
-    except (OSError, ValueError) as err:
-        if "backup" in str(err) or "weights.h5" in str(err):
-            raise CheckpointError(
-                f"The backup in {run_dir / 'backup'} cannot be restored ({err}). Move that folder "
-                "away to restart this run from epoch 1; the rest of the run directory is kept."
-            ) from err
-        raise
-    if guard.message:
-        raise TrainingDiverged(guard.message)
-    return finish(recipe, config, run_dir, splits, export=export)
+    with interruptible(run_dir):
+        callbacks, guard = cb.standard(run_dir, config)
+        backup = next(c for c in callbacks if isinstance(c, cb.RunCheckpoints))
+        train_data, steps_per_epoch = backup.resumable(fit_data[0], steps)
+        try:
+            callbacks = [*callbacks, cb.EpochLine(), *(extra_callbacks or [])]
+            # verbose=0 and EpochLine: one line an epoch. shuffle=False: the tf.data pipeline
+            # shuffles, and Keras warns about shuffle=True.
+            fit_args = {"steps_per_epoch": steps_per_epoch, "verbose": 0, "shuffle": False}
+            if recipe.phases is None:
+                model.fit(
+                    train_data,
+                    validation_data=fit_data[1],
+                    epochs=config.epochs,
+                    callbacks=callbacks,
+                    **fit_args,
+                )
+            else:  # several fits, each phase with its own trainable layers and optimizer
+                phases.fit(
+                    model,
+                    recipe.phases(config),
+                    train_data,
+                    fit_data[1],
+                    steps=steps,
+                    compile=compile_model,
+                    callbacks=callbacks,
+                    **fit_args,
+                )
+        except (tf.errors.UnavailableError, tf.errors.AbortedError) as err:
+            if task is None:
+                raise
+            raise cluster.lost(err) from err
+        if guard.message:
+            raise TrainingDiverged(guard.message)
+        if task is not None:
+            print(f"Weights of {task}: sha256 {cluster.weights_digest(model)}")
+            if not task.is_chief:
+                return RunResult(run_dir, {})
+        return finish(recipe, config, run_dir, splits, export=export, distill=distill)
 
 
 def finish(
-    recipe: Recipe, config: RecipeConfig, run_dir: Path, splits: Splits, *, export: bool = False
+    recipe: Recipe,
+    config: RecipeConfig,
+    run_dir: Path,
+    splits: Splits,
+    *,
+    export: bool = False,
+    distill: Any = None,
 ) -> RunResult:
-    """Scores the best checkpoint on the test split and writes metrics, plots and the report."""
+    """Scores the best checkpoint on the test split and writes plots, the report, the export and,
+    last, metrics.json; then deletes the backup. Killed before metrics.json is in place, the run
+    resumes here.
+
+    After distillation (`distill`, a `dlrecipes.distillation.Distillation`) the model file is
+    made an ordinary model first (again, on a resume: it is idempotent), and the teacher is
+    compared with it.
+    """
+    if distill:
+        distill.finalize(run_dir / "model.keras")
     model = load_model(run_dir / "model.keras")
     metrics, y_true, y_prob = evaluate_model(model, splits)
+    if distill:
+        metrics["distillation"] = distill.compare(model, splits, y_prob)
     history = cb.read_history(run_dir / "history.csv")
     metrics["best_val_accuracy"] = max(float(r[cb.MONITOR]) for r in history) if history else None
     metrics["epochs_run"] = len(history)
-    reports.write_json(run_dir / "metrics.json", metrics)
     reports.plot_curves(run_dir / "history.csv", run_dir / "curves.png")
     reports.plot_confusion(
         metrics["confusion_matrix"], splits.info.class_names, run_dir / "confusion.png"
     )
     extra = recipe.report_extra(splits, y_true, y_prob) if recipe.report_extra else ""
+    if distill:
+        extra = "\n\n".join(filter(None, [distill.report(metrics["distillation"]), extra]))
     reports.write_report(
         run_dir, f"{recipe.name}: {config.dataset}", config.to_dict(), metrics, extra
     )
@@ -201,38 +353,60 @@ def finish(
         export_dir = run_dir / "saved_model"
         shutil.rmtree(export_dir, ignore_errors=True)
         model.export(str(export_dir), verbose=False)
+    reports.write_json(run_dir / "metrics.json", metrics)
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
     return RunResult(run_dir, metrics)
 
 
 def cross_validate(
-    recipe: Recipe, config: RecipeConfig, folds: int, run_dir: Path, *, resume: bool = False
-) -> dict[str, Any]:
-    """K-fold cross-validation: one full run per fold in `run_dir/fold-i`, then mean and spread.
+    recipe: Recipe,
+    config: RecipeConfig,
+    folds: int,
+    run_dir: Path | None = None,
+    *,
+    resume: bool = False,
+    export: bool = False,
+) -> RunResult:
+    """K-fold cross-validation: one full run per fold in `run_dir/fold-i`, then mean and spread
+    (the result's `metrics`, also written to `folds.json`).
 
-    Folds already finished (their metrics.json exists) are kept when resuming.
+    Folds already finished (their metrics.json exists) are kept when resuming; a fold killed at
+    any point, even before it wrote its config.json, goes on where it stopped. With `export`,
+    every fold writes its own SavedModel (`fold-i/saved_model`).
     """
     if folds < 2:
         raise ConfigError(f"--folds must be at least 2; got {folds}.")
-    run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, resume)
-    if not resume:
-        config.save(run_dir / "config.json")
-    per_fold = []
-    for i in range(folds):
-        fold_dir = run_dir / f"fold-{i + 1}"
-        metrics_path = fold_dir / "metrics.json"
-        if metrics_path.exists():
-            metrics = json.loads(metrics_path.read_text())
-        else:
-            fold_config = dataclasses.replace(config, fold=(i, folds))
-            metrics = train(recipe, fold_config, fold_dir, resume=fold_dir.exists()).metrics
-        per_fold.append(
-            {
-                "fold": i + 1,
-                "val_accuracy": metrics["best_val_accuracy"],
-                "test_accuracy": metrics["accuracy"],
-            }
+    if cluster.task(config.strategy) is not None:
+        raise ConfigError(
+            "--folds trains the folds one after another on one host; drop --strategy multi_host "
+            "(and TF_CONFIG), or train each fold as its own multi-host run."
         )
+    run_dir = None if run_dir is None else Path(run_dir)
+    check_run_dir(run_dir, resume)
+    if not resume:
+        run_dir = claim_run_dir(run_dir, recipe.name, config)
+    per_fold = []
+    try:
+        with interruptible(run_dir):
+            for i in range(folds):
+                fold_dir = run_dir / f"fold-{i + 1}"
+                metrics = finished_metrics(fold_dir)
+                if metrics is None:
+                    fold_config = dataclasses.replace(config, fold=(i, folds))
+                    resume_fold = (fold_dir / "config.json").exists()
+                    result = train(recipe, fold_config, fold_dir, resume=resume_fold, export=export)
+                    metrics = result.metrics
+                per_fold.append(
+                    {
+                        "fold": i + 1,
+                        "val_accuracy": metrics["best_val_accuracy"],
+                        "test_accuracy": metrics["accuracy"],
+                    }
+                )
+    except RecipeError:
+        if not resume and [p.name for p in run_dir.iterdir()] == ["config.json"]:
+            shutil.rmtree(run_dir)  # refused before the first fold trained: leave nothing
+        raise
     val = np.array([f["val_accuracy"] for f in per_fold])
     summary = {
         "folds": folds,
@@ -242,4 +416,4 @@ def cross_validate(
         "test_accuracy_mean": float(np.mean([f["test_accuracy"] for f in per_fold])),
     }
     reports.write_json(run_dir / "folds.json", summary)
-    return summary
+    return RunResult(run_dir, summary)

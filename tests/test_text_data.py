@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from dlrecipes import data
-from dlrecipes.data import TextDataWarning
+from dlrecipes.data import TextDataWarning, catalog
 from dlrecipes.data.builders import rt_snippets
 from dlrecipes.data.labelled import dedupe, stratified_split
 
@@ -80,8 +80,15 @@ def test_stratified_split_is_deterministic_and_keeps_class_shares():
     labels = np.repeat([0, 1, 2], [50, 30, 20])
     first, again = stratified_split(labels, seed=3), stratified_split(labels, seed=3)
     assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert not np.array_equal(first["test"], stratified_split(labels, seed=4)["test"])
     assert np.bincount(labels[first["test"]]).tolist() == [5, 3, 2]
+    assert np.bincount(labels[first["validation"]]).tolist() == [5, 3, 2]
     assert sorted(np.concatenate(list(first.values())).tolist()) == list(range(100))
+    # Three examples of each class, the fewest a loader accepts: one of each in every split.
+    tiny = stratified_split(np.repeat([0, 1, 2], 3))
+    assert all(
+        np.bincount(np.repeat([0, 1, 2], 3)[idx]).tolist() == [1, 1, 1] for idx in tiny.values()
+    )
 
 
 def _write_csv(path: Path, rows: list[tuple[str, str]], header: str = "text,label") -> Path:
@@ -113,8 +120,8 @@ def test_csv_drops_empty_texts_and_duplicates_and_cuts_long_texts_naming_rows(tm
     with pytest.warns(TextDataWarning) as caught:
         splits = data.load_text(f"csv:{path}")
     messages = " ".join(str(w.message) for w in caught)
-    assert "1 empty text(s): row 22" in messages
-    assert "1 duplicate text(s)" in messages
+    assert "1 empty text: row 22" in messages
+    assert "1 duplicate text, kept once: row 23 (same as row 3)" in messages
     assert "to 20000 characters: row 24" in messages
     assert sum(splits.info.num_examples.values()) == 21
     texts = [
@@ -140,6 +147,18 @@ def test_csv_refuses_bad_files_naming_the_row_or_column(tmp_path, content, messa
     path.write_bytes(content)
     with pytest.raises(data.DatasetError, match=message):
         data.load_text(f"csv:{path}")
+
+
+def test_texts_with_two_labels_are_named(tmp_path):
+    rows = [(f"fine {i}", "pos") for i in range(5)] + [(f"poor {i}", "neg") for i in range(5)]
+    rows += [("fine 2", "neg"), ("poor 0", "neg")]
+    with pytest.warns(TextDataWarning) as caught:
+        data.load_text(f"csv:{_write_csv(tmp_path / 'r.csv', rows)}")
+    messages = [str(w.message) for w in caught]
+    assert any("1 duplicate text, kept once: row 13 (same as row 7)" in m for m in messages)
+    assert any(
+        "2 texts that appear with different labels" in m and "row 4, row 12" in m for m in messages
+    )
 
 
 def test_folder_of_txt_files_one_subfolder_per_class(tmp_path):
@@ -170,9 +189,14 @@ def test_folder_refuses_non_utf8_files_and_single_class(tmp_path):
         data.load_text(f"folder:{tmp_path}")
 
 
-def test_unknown_and_unreachable_text_datasets_are_refused_with_the_alternatives(tmp_path):
+def test_unknown_and_unreachable_text_datasets_are_refused_with_the_alternatives(
+    tmp_path, monkeypatch
+):
     with pytest.raises(data.DatasetError, match="Known: rt_snippets, imdb_reviews, csv:PATH"):
         data.load_text("rt_snippetz")
-    # Offline and not prepared: a clear message instead of minutes of download retries.
-    with pytest.raises(data.DatasetError, match="--dataset rt_snippets"):
+    # Offline and not prepared: a clear message instead of minutes of download retries. The
+    # machine is made offline, so an online one does not download IMDB here.
+    monkeypatch.setattr(catalog, "_online", lambda *a, **k: False)
+    monkeypatch.setattr(catalog.tfds, "load", lambda *a, **k: pytest.fail("tfds.load ran"))
+    with pytest.raises(data.DatasetError, match="imdb_reviews.*--dataset rt_snippets"):
         data.load_text("imdb_reviews", data_dir=str(tmp_path))

@@ -1,5 +1,5 @@
-"""Text model builders: raw strings in, vocabulary from training texts only, cuDNN-eligible
-recurrent layers, safe-mode reloads."""
+"""Text model builders: raw strings in, vocabulary from training texts only, recurrent layers
+Keras runs with cuDNN (a GPU faked) on masks cuDNN takes, safe-mode reloads."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dlrecipes import training
+from dlrecipes.config import RecipeConfig
 from dlrecipes.models import text
 
 TRAIN = ["a truly great film", "great acting and a great story", "dull and boring", "boring mess"]
@@ -65,22 +67,56 @@ def test_words_with_line_separators_do_not_break_the_saved_vocabulary(tmp_path):
     assert "ambition" in vocabulary and "b" in vocabulary
 
 
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """Keras decides when a recurrent layer is made whether it may run cuDNN, and only when a GPU
+    is visible: make one visible."""
+    logical = tf.config.list_logical_devices
+    gpu = [tf.config.LogicalDevice("/device:GPU:0", "GPU")]
+    monkeypatch.setattr(
+        tf.config, "list_logical_devices", lambda kind=None: gpu if kind == "GPU" else logical(kind)
+    )
+
+
+def _recurrent(model: keras.Model) -> list[keras.layers.Layer]:
+    return [
+        direction
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Bidirectional)
+        for direction in (layer.forward_layer, layer.backward_layer)
+    ]
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_recurrent_layers_keep_the_cudnn_kernel_eligible(cell):
+def test_recurrent_layers_are_ones_keras_runs_with_cudnn(cell, fake_gpu):
+    # Keras marks a layer it will run with cuDNN as not XLA-compilable (cuDNN ops are not).
+    assert keras.layers.LSTM(4, activation="relu").supports_jit  # not eligible: the check bites
+    assert not keras.layers.LSTM(4).supports_jit
     model = _small(text.recurrent_classifier, cell=cell, units=(4, 4))
-    recurrent = [layer for layer in model.layers if isinstance(layer, keras.layers.Bidirectional)]
-    assert len(recurrent) == 2
-    for layer in recurrent:
-        for direction in (layer.forward_layer, layer.backward_layer):
-            config = direction.get_config()
-            assert config["activation"] == "tanh"
-            assert config["recurrent_activation"] == "sigmoid"
-            assert config["recurrent_dropout"] == 0 and config["dropout"] == 0
-            assert config["unroll"] is False and config["use_bias"] is True
-            if cell == "gru":
-                assert config["reset_after"] is True
-    # Masking is on from the embedding, so padding steps are skipped, not read as words.
-    assert model.get_layer("embedding").mask_zero
+    recurrent = _recurrent(model)
+    assert len(recurrent) == 4 and not any(layer.supports_jit for layer in recurrent)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_recurrent_layers_get_masks_cudnn_accepts(cell, monkeypatch):
+    """cuDNN takes right-padded masks with at least one step per text (Keras asserts so before
+    its kernel runs); an empty text, or one of punctuation only, must not have an empty mask."""
+    kind = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
+    masks = []
+    call = kind.call
+
+    def recording(self, sequences, initial_state=None, mask=None, training=False):
+        masks.append(np.asarray(mask))
+        return call(self, sequences, initial_state=initial_state, mask=mask, training=training)
+
+    monkeypatch.setattr(kind, "call", recording)
+    model = _small(text.recurrent_classifier, cell=cell, units=(4, 4))
+    model(tf.constant(["", "!!! ...", "a great film", "great acting and a great story here"]))
+    assert len(masks) == 4  # two layers, two directions
+    for mask in masks:
+        steps = mask.sum(axis=1)
+        assert steps.tolist() == [1, 1, 3, 7]
+        assert (mask == (np.arange(mask.shape[1]) < steps[:, None])).all()  # right-padded
 
 
 @pytest.mark.parametrize("builder", [text.recurrent_classifier, text.transformer_classifier])
@@ -101,18 +137,15 @@ def test_padding_does_not_change_a_prediction(builder):
     )
 
 
-def test_trains_under_xla_compile_and_learns_a_toy_task():
+def test_compiled_with_xla_asked_for_it_trains_without_and_learns_a_toy_task(recwarn):
     model = _small(text.recurrent_classifier, units=(8,), dropout=0.0, spatial_dropout=0.0)
-    # Keras runs string preprocessing outside XLA: jit_compile=True must not break training.
-    with pytest.warns(UserWarning, match="jit_compile"):
-        model.compile(
-            optimizer=keras.optimizers.Adam(0.05),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-            jit_compile=True,
-        )
+    # --jit on a string model: Keras runs it without XLA, and says so only in the training log.
+    config = RecipeConfig(jit=True, optimizer="adam", learning_rate=0.05, schedule="constant")
+    training.compile_model(model, config, steps_per_epoch=1)
+    assert model.jit_compile is False
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(TRAIN), LABELS)).batch(4).repeat(15)
-    model.fit(ds, verbose=0)
+    model.fit(ds, verbose=0, shuffle=False)
+    assert not recwarn.list, [str(w.message) for w in recwarn]
     probs = model.predict(tf.constant(TRAIN), verbose=0)
     assert probs.argmax(-1).tolist() == LABELS
 

@@ -1,6 +1,8 @@
 """Hyperparameter search on the image recipe with tiny settings, run in this process (one
-TensorFlow start for all): result files, defaults as the first trial, resume, the all-trials-failed
-case, and how trials fit the LR schedule. `make tune-*` runs the same through the command line."""
+TensorFlow start for all): result files, defaults as the first trial, trials that `train` repeats
+to the digit, resume, refusals, the all-trials-failed case, and how trials fit the LR schedule.
+`make tune-*` runs the same through the command line; test_tuning_tuners.py runs Hyperband and
+Bayesian searches."""
 
 from __future__ import annotations
 
@@ -15,12 +17,19 @@ from pathlib import Path
 import keras_tuner
 import pytest
 
-from dlrecipes import cli, tuning, tuning_report
+from dlrecipes import cli, runtime, tuning
 from dlrecipes.contract import Recipe
-from tests.conftest import ROOT, recipe_module
+from dlrecipes.errors import ConfigError
+from dlrecipes.tuning import report as tuning_report
+from tests.conftest import recipe_main, recipe_module
 
-RECIPE = ROOT / "recipes" / "image_classification" / "recipe.py"
-SEARCH = ["tune", "--tiny", "--tuner", "random", "--max-epochs", "1"]
+# Deterministic ops: a trial and `train` then agree to the digit, not only within noise.
+SEARCH = ["tune", "--tiny", "--tuner", "random", "--max-epochs", "1", "--deterministic"]
+# A flag that is not searched: the best trial's config must keep it, like what --tiny set.
+KEPT = ["--activation", "gelu"]
+MAIN = recipe_main("image_classification")
+
+pytestmark = pytest.mark.usefixtures("op_determinism")
 
 
 def trials(directory: Path) -> dict[str, dict]:
@@ -31,14 +40,14 @@ def trials(directory: Path) -> dict[str, dict]:
 
 def tune(*args: str | Path) -> tuple[int, str]:
     """Runs the image recipe's `tune` in this process; returns the exit status and stdout."""
-    module = recipe_module("image_classification")
-    recipe = Recipe(
-        "image_classification", module.Config, module.load_data, None, module.build_hypermodel
-    )
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = cli.run(recipe, [*SEARCH, *map(str, args)])
+        code = MAIN(*SEARCH, *KEPT, *args)
     return code, out.getvalue()
+
+
+def best_val_accuracy(run_dir: Path) -> float:
+    return json.loads((run_dir / "metrics.json").read_text())["best_val_accuracy"]
 
 
 @pytest.fixture(scope="module")
@@ -62,21 +71,47 @@ def test_search_writes_every_result_file(searched):
     assert scores == sorted(scores, reverse=True)
     report = (directory / "tuning_report.md").read_text()
     assert "random search, objective `val_accuracy` (max)" in report
-    assert "train --hparams" in report
 
 
-def test_best_hparams_are_config_fields_train_accepts(searched):
+def test_best_hparams_is_the_best_trials_whole_config(searched):
     directory, _ = searched
     best = json.loads((directory / "best_hparams.json").read_text())
+    best_id = next(csv.DictReader((directory / "trials.csv").open()))["trial"]
+    recorded = directory / "image_classification" / f"trial_{best_id}" / "config.json"
+    assert best == json.loads(recorded.read_text())
     module = recipe_module("image_classification")
-    space = module.build_hypermodel(module.Config().tiny(), None).space
-    assert set(best) == set(space)
-    recipe = Recipe("image_classification", module.Config, module.load_data, None, None)
-    args = cli.build_parser(recipe).parse_args(
-        ["train", "--hparams", str(directory / "best_hparams.json")]
+    expected = dataclasses.replace(
+        module.Config().tiny(), activation="gelu", deterministic=True, epochs=1
     )
-    config = cli.make_config(recipe, args)
-    assert config.widths == tuple(best["widths"]) and config.batch_size == best["batch_size"]
+    searched_fields = set(module.build_hypermodel(expected, None).space)
+    # Every field that was not searched is what the flags, --tiny and the defaults made it.
+    assert {k: v for k, v in best.items() if k not in searched_fields} == {
+        k: v for k, v in json.loads(json.dumps(expected.to_dict())).items()
+        if k not in searched_fields
+    }  # fmt: skip
+    assert best["head"] == "flatten" and best["activation"] == "gelu"  # --tiny's, and a flag's
+
+
+def test_the_printed_command_trains_the_best_trial_again(searched, tmp_path):
+    directory, _ = searched
+    report = (directory / "tuning_report.md").read_text()
+    command = next(line.split() for line in report.splitlines() if "recipe.py train" in line)
+    assert command[:3] == ["python", "recipes/image_classification/recipe.py", "train"]
+    assert command[3:] == ["--hparams", str(directory / "best_hparams.json")]
+    assert MAIN(*command[2:], "--run-dir", tmp_path / "run") == 0
+    best = next(csv.DictReader((directory / "trials.csv").open()))
+    assert best_val_accuracy(tmp_path / "run") == pytest.approx(float(best["val_accuracy"]))
+
+
+def test_a_trial_with_the_defaults_scores_as_train_does(searched, tmp_path):
+    """The defaults' trial averages the weights (`ema` 0.95) and validates the average, as
+    `train` does; a bare `fit` would have scored the raw weights."""
+    directory, _ = searched
+    assert recipe_module("image_classification").Config().tiny().ema > 0
+    code = MAIN("train", "--tiny", "--epochs", "1", "--deterministic", *KEPT, "--run-dir", tmp_path)
+    assert code == 0
+    rows = {r["trial"]: r for r in csv.DictReader((directory / "trials.csv").open())}
+    assert best_val_accuracy(tmp_path) == pytest.approx(float(rows["0"]["val_accuracy"]))
 
 
 def test_first_trial_tries_the_config_defaults(searched):
@@ -102,11 +137,35 @@ def test_resume_runs_only_the_missing_trials(searched, tmp_path):
     assert all(t["status"] == "COMPLETED" for t in after.values())
 
 
+def test_a_search_directory_is_resumed_only_as_it_was_started(searched, tmp_path, capsys):
+    directory = searched[0]
+    before = trials(directory)
+    assert MAIN(*SEARCH, *KEPT, "--tuner", "hyperband", "--directory", directory) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: {directory} holds a random search, which --tuner hyperband cannot continue. "
+        "Pass --tuner random to continue it, --overwrite to replace it, or --directory DIR to "
+        "search elsewhere."
+    )
+    assert MAIN(*SEARCH, *KEPT, "--learning-rate", "0.005", "--directory", directory) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {directory} holds a search started with --learning-rate 0.002")
+    assert "(now 0.005)" in err and "--overwrite" in err and len(err.splitlines()) == 1
+    assert trials(directory) == before
+    # A search recorded before search.json existed: keras-tuner cannot reload another tuner's.
+    older = tmp_path / "older"
+    shutil.copytree(directory, older)
+    (older / "image_classification" / "search.json").unlink()
+    assert MAIN(*SEARCH, *KEPT, "--tuner", "bayesian", "--directory", older) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {older} holds a search that a bayesian search cannot continue")
+
+
 def test_search_in_which_every_trial_fails_exits_nonzero(tmp_path, capsys):
     module = recipe_module("image_classification")
 
     def too_few_classes(config, info):
-        # A model with 3 outputs for labels 0..9: every trial fails in its first training step.
+        # A model with 3 outputs for labels 0..9: a trial fails in its first training step.
         info = dataclasses.replace(info, class_names=info.class_names[:3])
         return module.build_model(config, info)
 
@@ -114,35 +173,91 @@ def test_search_in_which_every_trial_fails_exits_nonzero(tmp_path, capsys):
         return tuning.ConfigHyperModel(config, info, too_few_classes, {"dropout": (0.0, 0.5)})
 
     recipe = Recipe("image_classification", module.Config, module.load_data, None, hypermodel)
-    code = cli.run(recipe, [*SEARCH, "--max-trials", "2", "--directory", str(tmp_path)])
+    code = cli.run(recipe, [*SEARCH, "--max-trials", "1", "--directory", str(tmp_path)])
     out = capsys.readouterr()
     assert code != 0
-    assert "error: No trial completed (2 trials: 0 completed, 2 failed)" in out.err
+    assert "error: No trial completed (1 trial: 0 completed, 1 failed)" in out.err
     assert "InvalidArgumentError" in out.out  # the table shows each trial's error
     assert not (tmp_path / "best_hparams.json").exists()
     report = (tmp_path / "tuning_report.md").read_text()
-    assert "No trial completed" in report and "Received a label value of" in report
+    # TensorFlow's useful last line ("Received a label value of 9 which is outside the valid
+    # range of [0, 3)", or with deterministic ops "indices[0] = 6 is not in [0, 3)").
+    assert "No trial completed" in report and "[0, 3)" in report
 
 
-def test_hyperband_trial_schedule_spans_the_epochs_it_trains():
-    config = recipe_module("image_classification").Config().tiny()
-    model_fn = recipe_module("image_classification").build_model
-    hypermodel = tuning.ConfigHyperModel(config, None, model_fn, {"dropout": (0.0, 0.5)})
+def test_a_diverging_trial_fails_with_the_nan_guards_message(tmp_path, capsys):
+    # --learning-rate 1e6 lies far above the searched range, which widens to reach it.
+    code = MAIN(*SEARCH, "--max-trials", "1", "--learning-rate", "1e6", "--directory", tmp_path)
+    out = capsys.readouterr()
+    assert code == 2
+    assert "learning_rate: the searched range 0.0003..0.01 is widened to 0.0003..1e+06" in out.out
+    assert "error: No trial completed (1 trial: 0 completed, 1 failed)" in out.err
+    row = next(csv.DictReader((tmp_path / "trials.csv").open()))
+    assert float(row["learning_rate"]) == 1e6
+    assert "TrainingDiverged: Training diverged: loss became nan at epoch 1" in row["error"]
+
+
+def test_warmup_is_capped_at_a_quarter_of_the_epochs_a_trial_trains():
+    module = recipe_module("image_classification")
+    config = dataclasses.replace(module.Config().tiny(), warmup_epochs=4.0)
+    hypermodel = tuning.ConfigHyperModel(
+        config, None, module.build_model, {"dropout": (0.0, 0.5)}, load_data=module.load_data
+    )
     hp = keras_tuner.HyperParameters()
     hp.values.update({"tuner/epochs": 9, "tuner/initial_epoch": 3})
-    trial_config = hypermodel.config_for(hp)
-    assert trial_config.epochs == 6
-    assert trial_config.warmup_epochs <= 6 / 4
+    # A Hyperband trial continuing another one trains 6 epochs itself; from scratch, it is 9.
+    assert hypermodel.config_for(hp).epochs == 6
+    assert hypermodel.config_for(hp).warmup_epochs == 1.5
+    assert hypermodel.train_config(hp).epochs == 9
+    assert hypermodel.train_config(hp).warmup_epochs == 2.25
+    schedule = hypermodel.build(hp).optimizer.get_config()["learning_rate"]["config"]
+    steps = -(-4000 // config.batch_size)  # 4,000 training digits
+    assert schedule["warmup_steps"] == int(1.5 * steps)
+    assert schedule["warmup_steps"] + schedule["decay_steps"] == 6 * steps
     assert hypermodel.config_for(keras_tuner.HyperParameters()).epochs == config.epochs
 
 
-def test_choices_include_the_config_value_as_default():
-    config = dataclasses.replace(recipe_module("image_classification").Config(), widths=(8, 8, 8))
-    hypermodel = tuning.ConfigHyperModel(config, None, None, {"widths": [(16, 32, 64)]})
+def test_each_execution_of_a_trial_draws_other_weights_and_the_first_is_trains():
+    module = recipe_module("image_classification")
+    config = module.Config().tiny()
+    hypermodel = tuning.ConfigHyperModel(
+        config, None, module.build_model, {"dropout": (0.0, 0.5)}, load_data=module.load_data
+    )
+    hp = keras_tuner.HyperParameters()
+    first, second = (hypermodel.build(hp).get_weights()[0] for _ in range(2))  # two executions
+    assert (first != second).any()
+    # The next trial starts again from the seed, as `train` does.
+    again = hypermodel.build(keras_tuner.HyperParameters()).get_weights()[0]
+    runtime.seed_everything(config.seed)
+    splits = module.load_data(config)
+    trained = module.build_model(config, splits.info).get_weights()[0]
+    assert (again == first).all() and (trained == first).all()
+
+
+def test_a_config_value_outside_the_space_is_searched_too():
+    """Set by a flag, --tiny or --hparams, a value outside its dimension joins the search: a
+    choice list gains it, a float range widens to reach it, as TUNING.md says."""
+    config = dataclasses.replace(
+        recipe_module("image_classification").Config(),
+        widths=(8, 8, 8),
+        learning_rate=0.05,
+        dropout=0.1,
+    )
+    space = {"widths": [(16, 32, 64)], "learning_rate": (3e-4, 1e-2, "log"), "dropout": (0.2, 0.5)}
+    hypermodel = tuning.ConfigHyperModel(config, None, None, space)
     hp = keras_tuner.HyperParameters()
     hypermodel.declare(hp)
-    assert hp.get("widths") == "8,8,8"
-    assert hp.space[0].values == ["8,8,8", "16,32,64"]
+    assert hp.get("widths") == "8,8,8" and hp.get("learning_rate") == 0.05
+    widths, learning_rate, dropout = hp.space
+    assert widths.values == ["8,8,8", "16,32,64"]
+    assert (learning_rate.min_value, learning_rate.max_value) == (3e-4, 0.05)
+    assert learning_rate.sampling == "log"
+    assert (dropout.min_value, dropout.max_value) == (0.1, 0.5)
+    assert len(hypermodel.notes) == 3
+    # A log-scale range cannot reach zero.
+    zero = dataclasses.replace(config, l2=0.0)
+    with pytest.raises(ConfigError, match=r"--l2 0 is outside the searched range 1e-06\.\.0\.001"):
+        tuning.ConfigHyperModel(zero, None, None, {"l2": (1e-6, 1e-3, "log")})
 
 
 def test_objective_direction():

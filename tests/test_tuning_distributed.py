@@ -1,5 +1,5 @@
 """A distributed search on 127.0.0.1: a chief and two workers through keras-tuner's own oracle,
-started by `dlrecipes.tuning_launch`, with one worker killed in the middle of its trial."""
+started by `dlrecipes.tuning.launch`, with one worker killed in the middle of its trial."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ TIMEOUT = 400  # seconds; a hang fails the test instead of blocking the suite
 def test_chief_and_two_workers_share_the_search_and_survive_a_killed_worker(tmp_path):
     directory = tmp_path / "search"
     command = [
-        sys.executable, "-m", "dlrecipes.tuning_launch", "--workers", "2", "--",
+        sys.executable, "-m", "dlrecipes.tuning.launch", "--workers", "2", "--",
         sys.executable, str(RECIPE), "tune", "--tiny", "--tuner", "random",
         "--max-trials", "2", "--max-epochs", "1", "--directory", str(directory),
     ]  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlrecipes import data
+from dlrecipes import data, progress
 from dlrecipes.data import wheels, word_vectors
 from tests.conftest import run_cli
 
@@ -113,6 +113,19 @@ def test_in_context_vectors_are_cached_and_a_changed_text_recomputes(in_context,
         word_vectors.embedding_matrix(VOCABULARY, SENTENCES), matrix, atol=1e-5
     )
     np.testing.assert_allclose(np.load(saved, allow_pickle=False), matrix, atol=1e-5)
+
+
+def test_the_transformer_pass_shows_progress_on_a_terminal(
+    in_context, tmp_path, monkeypatch, capsys
+):
+    matrix, _ = in_context
+    (tmp_path / word_vectors.WHEEL).symlink_to(wheels.cache_dir() / word_vectors.WHEEL)
+    monkeypatch.setenv("DLRECIPES_CACHE", str(tmp_path))  # computed anew, not read from a cache
+    monkeypatch.setattr(progress, "interactive", lambda: True)
+    again = word_vectors.context_matrix(VOCABULARY, SENTENCES, batch_size=2)
+    np.testing.assert_allclose(again, matrix, atol=1e-4)
+    err = capsys.readouterr().err
+    assert "MiniLM word vectors" in err and "/3 [" in err  # three batches of two texts
 
 
 def test_unknown_source_missing_texts_and_tampered_wheel_are_refused(tmp_path, monkeypatch):

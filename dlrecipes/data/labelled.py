@@ -1,12 +1,11 @@
-"""Lists of labelled texts: exact-duplicate removal and deterministic stratified splits."""
+"""Labelled examples: exact-duplicate removal of texts, and deterministic stratified splits."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-
-SPLITS = ("train", "validation", "test")
+from sklearn.model_selection import train_test_split
 
 
 def dedupe(texts: Sequence[str], labels: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -32,25 +31,24 @@ def dedupe(texts: Sequence[str], labels: Sequence[int]) -> tuple[list[int], list
 def stratified_split(
     labels: Sequence[int], fractions: tuple[float, float] = (0.1, 0.1), seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """Splits example indices into train / validation / test, class by class.
+    """Splits example indices into train / validation / test with scikit-learn's stratified
+    `train_test_split`: each split keeps every class's share of the whole.
 
     Args:
-        labels: one integer class per example.
-        fractions: the validation and test fractions taken from every class (at least one
-            example each).
-        seed: seed of the per-class shuffle; the same labels and seed give the same split.
+        labels: one integer class per example; every class needs at least 3 examples.
+        fractions: the validation and test fractions, each at least one example per class in
+            all (a class too rare for its share may still get none).
+        seed: the split's random state; the same labels and seed give the same split.
 
     Returns:
         `{"train": idx, "validation": idx, "test": idx}`, each sorted.
     """
     labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    out: dict[str, list[int]] = {name: [] for name in SPLITS}
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        n_val = max(1, round(fractions[0] * len(members)))
-        n_test = max(1, round(fractions[1] * len(members)))
-        out["validation"] += members[:n_val].tolist()
-        out["test"] += members[n_val : n_val + n_test].tolist()
-        out["train"] += members[n_val + n_test :].tolist()
-    return {name: np.sort(np.asarray(idx, dtype=np.int64)) for name, idx in out.items()}
+    index = np.arange(len(labels))
+    classes = len(np.unique(labels))
+    n_val, n_test = (max(classes, round(f * len(labels))) for f in fractions)
+    rest, test = train_test_split(index, test_size=n_test, stratify=labels, random_state=seed)
+    train, validation = train_test_split(
+        rest, test_size=n_val, stratify=labels[rest], random_state=seed
+    )
+    return {"train": np.sort(train), "validation": np.sort(validation), "test": np.sort(test)}

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from dlrecipes.errors import DatasetError
+
 
 @dataclasses.dataclass(frozen=True)
 class DataInfo:
@@ -49,3 +51,16 @@ class Splits:
             validation=fn(self.validation, "validation"),
             test=fn(self.test, "test"),
         )
+
+
+def no_training_split(info: DataInfo) -> DatasetError:
+    """The refusal to train on data without training examples; for a test-only set (`idx:`),
+    it says how to evaluate on it instead."""
+    if set(info.num_examples) == {"test"}:
+        return DatasetError(
+            f"{info.name} holds only a test split ({info.num_examples['test']} examples; idx: "
+            "files are a test-only format), so it can score a model but not train one: train "
+            "on another dataset, then run `recipe.py evaluate --model RUN_DIR/model.keras "
+            f"--dataset {info.name}`."
+        )
+    return DatasetError(f"The training split of {info.name} is empty.")

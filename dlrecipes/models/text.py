@@ -6,7 +6,7 @@ and ops are used, so a saved `model.keras` reloads with `safe_mode=True` and no 
 
 Keras turns XLA off for a model that holds string preprocessing (`jit_compile=True` warns and goes
 on without it); the layers after the vectorizer are XLA-compatible. On a GPU the recurrent layers
-keep the fused cuDNN kernel: see `CUDNN_ARGS`.
+run the fused cuDNN kernel: see `CUDNN_ARGS` and `recurrent_classifier`'s mask.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from keras import layers, ops
 from dlrecipes.models.vision import regularizer
 
 # The arguments that decide whether Keras runs LSTM / GRU with the fused cuDNN kernel on a GPU.
-# The last condition, right-padded masks, holds because TextVectorization pads at the end.
+# cuDNN also needs masks that are right-padded (TextVectorization pads at the end) and never
+# empty, which `recurrent_classifier` sees to.
 CUDNN_ARGS = {
     "activation": "tanh",
     "recurrent_activation": "sigmoid",
@@ -165,6 +166,10 @@ def recurrent_classifier(
     x = embed(tokens)
     if spatial_dropout:
         x = layers.SpatialDropout1D(spatial_dropout)(x)
+    # The recurrent layers' mask: the text's steps, and the first step of a text with none (empty,
+    # or punctuation only). cuDNN fails on a batch holding a text with no step at all, where the
+    # embedding's own mask would give it one.
+    steps = _steps(tokens)
     extra = {"reset_after": True} if cell == "gru" else {}  # cuDNN's GRU variant
     for i, width in enumerate(units):
         sequences = i < len(units) - 1 or pooling == "max"
@@ -175,10 +180,10 @@ def recurrent_classifier(
             **CUDNN_ARGS,
             **extra,
         )
-        x = layers.Bidirectional(rnn, name=f"bi{cell}_{i + 1}")(x)
+        x = layers.Bidirectional(rnn, name=f"bi{cell}_{i + 1}")(x, mask=steps)
     if pooling == "max":
         # Max over the text's own steps (GlobalMaxPooling1D would also take the padding's zeros).
-        x = ops.max(ops.where(ops.expand_dims(_steps(tokens), -1), x, -1e9), axis=1)
+        x = ops.max(ops.where(ops.expand_dims(steps, -1), x, -1e9), axis=1)
     return _head(texts, x, num_classes, dropout, regularizer(l1, l2), f"bi{cell}")
 
 

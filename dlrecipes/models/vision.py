@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from dlrecipes.errors import ConfigError
+
 
 def regularizer(l1: float = 0.0, l2: float = 0.0) -> keras.regularizers.Regularizer | None:
     """An L1 / L2 weight penalty, or None when both are zero."""
@@ -51,6 +53,24 @@ def _head(x, num_classes: int, dropout: float, reg, head: str):
     )(x)
 
 
+def _check_stages(input_shape: Sequence[int], widths: Sequence[int]) -> None:
+    """Refuses more stages than the image has pixels for: each stage after the first halves it
+    (2x2 max pooling, rounding down), and a side of 0 pixels is no image."""
+    side = min(input_shape[:2])
+    sizes = [side]
+    while sizes[-1] >= 2:
+        sizes.append(sizes[-1] // 2)
+    if len(widths) > len(sizes):
+        halvings = len(widths) - 1
+        raise ConfigError(
+            f"--widths {','.join(map(str, widths))} asks for {len(widths)} stages, which halve "
+            f"the image {halvings} times, but a {side}-pixel side is 1 pixel after "
+            f"{len(sizes) - 1} halvings ({' -> '.join(map(str, sizes))}): give at most "
+            f"{len(sizes)} widths (e.g. --widths {','.join(map(str, widths[: len(sizes)]))}), "
+            "or larger images (--image-size)."
+        )
+
+
 def convnet(
     input_shape: Sequence[int],
     num_classes: int,
@@ -88,6 +108,7 @@ def convnet(
     >>> model.output_shape
     (None, 10)
     """
+    _check_stages(input_shape, widths)
     reg = regularizer(l1, l2)
     inputs = keras.Input(shape=tuple(input_shape), dtype="uint8", name="image")
     x = layers.Rescaling(1.0 / 255)(inputs)

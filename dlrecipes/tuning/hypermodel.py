@@ -1,0 +1,226 @@
+"""`ConfigHyperModel`: a recipe's config fields become Keras Tuner hyperparameters of the same
+names, so each trial is a whole recipe config that `train --hparams` can run again."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import keras_tuner
+
+from dlrecipes import callbacks as cb
+from dlrecipes import phases, runtime
+from dlrecipes.config import RecipeConfig, coerce, flag
+from dlrecipes.data import DataInfo, Splits
+from dlrecipes.errors import ConfigError, TrainingDiverged
+from dlrecipes.phases import Phase
+from dlrecipes.training import compile_model, count_batches
+
+# A search dimension: a list of choices, or (low, high) / (low, high, "log") for a float range.
+Space = dict[str, list[Any] | tuple[Any, ...]]
+
+
+def _encode(value: Any) -> Any:
+    """Keras Tuner choices are scalars: a tuple such as widths (32, 64) becomes "32,64"."""
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else value
+
+
+class ConfigHyperModel(keras_tuner.HyperModel):
+    """Searches over named fields of a recipe config, starting from the config's own values, and
+    trains each trial the way `dlrecipes.training.train` trains a run.
+
+    Each dimension's default is the config's value, and the search's first trial tries exactly
+    those defaults (see `tuners._DefaultsFirst`), so a search never reports less than the
+    hand-set config scores at the same budget. A config value outside its dimension is searched
+    too: a choice list gains it, a float range widens to reach it (`notes` says so).
+
+    A trial seeds the random generators, loads its data with its own config (batch size,
+    shuffling and augmentation as `train` has them), builds and compiles the model and fits it
+    with the callbacks that decide what `train` scores (`dlrecipes.callbacks.scoring`: the
+    weight average swapped in for validation, the NaN guard, early stopping), in that order. So
+    `train` with `train_config(hp)` scores what the trial scored: to the digit when the config
+    has `deterministic` set, within run-to-run noise otherwise.
+
+    Args:
+        config: the recipe config; its values are the defaults of every hyperparameter.
+        info: the dataset's info (kept for recipes that read it; each trial loads its own data).
+        build_model: the recipe's `build_model(config, info)`.
+        space: field name -> list of choices, or `(low, high)` / `(low, high, "log")`.
+        load_data: the recipe's `load_data(config)`; `tuning.search` sets it from the recipe.
+        phases: the recipe's `phases(config)` if it trains in phases (`tuning.search` sets it
+            from the recipe); each trial then trains every phase of its config, one after
+            another (`dlrecipes.phases.fit`).
+
+    Raises:
+        ConfigError: a config value lies outside a log-scale range and below or at zero, where
+            the range cannot be widened to reach it.
+    """
+
+    def __init__(
+        self,
+        config: RecipeConfig,
+        info: DataInfo | None,
+        build_model: Callable[[Any, DataInfo], keras.Model],
+        space: Space,
+        *,
+        load_data: Callable[[Any], Splits] | None = None,
+        phases: Callable[[Any], list[Phase]] | None = None,
+    ) -> None:
+        super().__init__(name=type(config).__name__)
+        fields = {f.name for f in dataclasses.fields(config)}
+        unknown = sorted(set(space) - fields)
+        if unknown:
+            raise ValueError(f"Search space names {unknown}, which are not config fields.")
+        self.config = config
+        self.info = info
+        self.build_model = build_model
+        self.load_data = load_data
+        self.phases = phases
+        self.notes: list[str] = []
+        self.space = {name: self._reach(name, dim) for name, dim in space.items()}
+        self._splits: Splits | None = None
+        self._last_hp: keras_tuner.HyperParameters | None = None
+        self._execution = 0
+
+    def _reach(self, name: str, dim: list[Any] | tuple[Any, ...]) -> list[Any] | tuple[Any, ...]:
+        """`dim`, made to hold the config's value (set by a flag, `--tiny` or `--hparams`)."""
+        current = getattr(self.config, name)
+        if isinstance(dim, list):
+            choices = [_encode(v) for v in dim]
+            if _encode(current) in choices:
+                return dim
+            self.notes.append(
+                f"{name}: {_encode(current)} (the config's value) is added to the choices "
+                f"{', '.join(map(str, choices))}."
+            )
+            return [current, *dim]
+        low, high, *rest = dim
+        if low <= current <= high:
+            return dim
+        if rest and rest[0] == "log" and current <= 0:
+            raise ConfigError(
+                f"--{flag(name)} {current:g} is outside the searched range {low:g}..{high:g} of "
+                f"{name}, a log-scale range that cannot be widened to reach it; give a "
+                f"positive --{flag(name)}, or drop it to start from {low:g}..{high:g}."
+            )
+        widened = (min(low, current), max(high, current), *rest)
+        self.notes.append(
+            f"{name}: the searched range {low:g}..{high:g} is widened to "
+            f"{widened[0]:g}..{widened[1]:g} to reach {current:g} (the config's value)."
+        )
+        return widened
+
+    def declare(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+        """Declares every dimension on `hp` and returns the chosen values, keyed by field."""
+        values = {}
+        for name, dim in self.space.items():
+            current = getattr(self.config, name)
+            if isinstance(dim, list):
+                choices = [_encode(v) for v in dim]
+                values[name] = hp.Choice(name, choices, default=_encode(current))
+            else:
+                low, high, *rest = dim
+                sampling = rest[0] if rest else "linear"
+                values[name] = hp.Float(name, low, high, sampling=sampling, default=float(current))
+        return values
+
+    def train_config(self, hp: keras_tuner.HyperParameters) -> RecipeConfig:
+        """The whole config of a trial, as `train --hparams` runs it from scratch: the trial's
+        values in place of the defaults, its epochs, and warm-up capped at a quarter of them.
+
+        A Hyperband trial that continues another one (`tuner/trial_id`) trained only its last
+        `tuner/epochs - tuner/initial_epoch` epochs itself; its config here has all
+        `tuner/epochs`, which `train` runs in one go.
+        """
+        return self._with_epochs(hp, hp.values.get("tuner/epochs", self.config.epochs))
+
+    def config_for(self, hp: keras_tuner.HyperParameters) -> RecipeConfig:
+        """The config this trial trains with: `train_config(hp)`, with the learning-rate schedule
+        fitted to the epochs the trial itself trains.
+
+        The cosine / step schedule spans `config.epochs`. Hyperband trains a trial for
+        `tuner/epochs - tuner/initial_epoch` epochs (continuing from an earlier trial's weights
+        with a fresh optimizer), so `epochs` becomes that number and each trial anneals fully
+        within its own budget. Warm-up is capped at a quarter of the trial, so a one-epoch trial
+        is not all warm-up.
+        """
+        epochs = hp.values.get("tuner/epochs", self.config.epochs)
+        return self._with_epochs(hp, epochs - hp.values.get("tuner/initial_epoch", 0))
+
+    def _with_epochs(self, hp: keras_tuner.HyperParameters, epochs: int) -> RecipeConfig:
+        chosen = coerce(type(self.config), self.declare(hp))
+        warmup = min(self.config.warmup_epochs, epochs / 4)
+        return dataclasses.replace(self.config, **chosen, epochs=epochs, warmup_epochs=warmup)
+
+    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        """Seeds, loads the trial's data and builds the compiled model, in `train`'s order.
+
+        Execution `i` of a trial (`--executions-per-trial`) seeds with `seed + i`, so its
+        executions differ in their random draws; the first is the one `train` repeats.
+        """
+        if self.load_data is None:
+            raise ValueError(
+                "ConfigHyperModel needs the recipe's load_data to load each trial's data: pass "
+                "load_data=, or run it through dlrecipes.tuning.search."
+            )
+        config = self.config_for(hp)
+        # keras-tuner builds the same `hp` object once per execution of a trial.
+        self._execution = self._execution + 1 if hp is self._last_hp else 0
+        self._last_hp = hp
+        runtime.seed_everything(config.seed + self._execution, config.deterministic)
+        runtime.set_precision(config.precision)
+        self._splits = self.load_data(config)
+        steps = count_batches(self._splits.train)
+        return compile_model(self.build_model(config, self._splits.info), config, steps)
+
+    def fit(
+        self,
+        hp: keras_tuner.HyperParameters,
+        model: keras.Model,
+        *args: Any,
+        callbacks: list[keras.callbacks.Callback] | None = None,
+        **kwargs: Any,
+    ) -> keras.callbacks.History:
+        """Fits `model` on the data `build` loaded for this trial, with `train`'s scoring
+        callbacks first and keras-tuner's after them (so its best-epoch checkpoint holds the
+        weights that were validated).
+
+        Data passed by keras-tuner is not used: the trial's own batches are. Hyperband's
+        `initial_epoch` and `epochs` are kept.
+
+        Raises:
+            TrainingDiverged: the loss became NaN or infinite (the trial is marked failed).
+        """
+        config = self.config_for(hp)
+        initial_epoch = kwargs.get("initial_epoch", 0)
+        scoring, guard = cb.scoring(config, average_at_epoch_end=True)
+        callbacks = [*scoring, *(callbacks or [])]
+        verbose = kwargs.get("verbose", 2)
+        # shuffle=False: the tf.data pipeline shuffles; Keras warns about shuffle=True.
+        if self.phases is None:
+            history = model.fit(
+                self._splits.train,
+                validation_data=self._splits.validation,
+                initial_epoch=initial_epoch,
+                epochs=initial_epoch + config.epochs,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,
+            )
+        else:  # every phase of the trial's config, whatever epochs the tuner asks
+            history = phases.fit(
+                model,
+                self.phases(config),
+                self._splits.train,
+                self._splits.validation,
+                steps=count_batches(self._splits.train),
+                compile=compile_model,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,
+            )
+        if guard.message:
+            raise TrainingDiverged(guard.message)
+        return history

@@ -1,0 +1,119 @@
+"""The pruning recipe end to end on tiny settings (the image recipe's tiny model, trained once
+into a temporary cache), and its refusals: one line each, exit status 2."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from dlrecipes import cli
+from dlrecipes.models import vision
+from tests.conftest import SHARED_DATA, recipe_module
+
+MNIST_TEST = SHARED_DATA / "mnist-test"
+
+
+def MAIN(*argv) -> int:  # noqa: N802 - reads like the other recipes' MAIN
+    return cli.run(recipe_module("pruning").recipe(), [str(a) for a in argv])
+
+
+# One test holds the whole tiny run: pytest-xdist would run a shared fixture once per worker.
+def test_tiny_run_compares_every_variant_and_exports_the_best(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    # A cache of its own for the image recipe's tiny model (its process inherits this).
+    monkeypatch.setenv("DLRECIPES_CACHE", str(tmp_path / "cache"))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert MAIN("train", "--tiny", "--run-dir", run_dir) == 0
+    stdout = out.getvalue()
+    assert stdout.strip().splitlines()[-1] == str(run_dir)
+    assert "Cached the model to prune in" in stdout  # the image recipe's, trained once
+    for name in (
+        "config.json",
+        "history.csv",
+        "metrics.json",
+        "model.keras",
+        "curves.png",
+        "confusion.png",
+        "report.md",
+        "accuracy_vs_size.png",
+    ):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert not (run_dir / "unstructured-80" / "backup").exists()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    rows = {row["model"]: row for row in metrics["models"]}
+    assert list(rows) == ["dense", "unstructured-80", "structured-50", "small-dense"]
+    dense, sparse, narrow, small = (rows[k] for k in rows)
+    assert sparse["nonzeros"] < 0.3 * dense["nonzeros"] and sparse["params"] == dense["params"]
+    assert sparse["gzip_kb"] < 0.5 * dense["gzip_kb"]
+    assert narrow["params"] < 0.6 * dense["params"] and narrow["mflops"] < 0.4 * dense["mflops"]
+    assert abs(small["params"] - sparse["nonzeros"]) < 0.15 * sparse["nonzeros"]
+    for row in rows.values():
+        assert 0.5 < row["test_accuracy"] <= 1 and row["latency_ms"] > 0, row
+        assert row["throughput"] > 0 and row["tflite_latency_ms"] > 0, row
+    exports = {row["format"]: row for row in metrics["exports"]}
+    assert set(exports) == {"keras", "saved_model", "model.tflite", "model-int8.tflite"}
+    for row in exports.values():
+        assert abs(row["accuracy"] - metrics["accuracy"]) < 0.03, row
+    assert exports["model-int8.tflite"]["bytes"] < 0.5 * exports["model.tflite"]["bytes"]
+    report = (run_dir / "report.md").read_text()
+    assert "structured-50" in report and "Per-layer sparsity" in report
+
+    # The exported model: plain Keras, and `evaluate` scores it on the official split.
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    assert getattr(model, "optimizer", None) is None
+    status = MAIN("evaluate", "--model", run_dir / "model.keras", "--dataset", f"idx:{MNIST_TEST}")
+    assert status == 0
+    out = json.loads(next(run_dir.glob("eval-idx-*.json")).read_text())
+    assert out["num_examples"] == 10_000 and out["accuracy"] > 0.5
+
+
+def one_line_refusal(capsys, *argv) -> str:
+    assert MAIN(*map(str, argv)) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--sparsities", "0.5,1.0"], "--sparsities: 1.0 is not in [0, 1)"),
+        (["--channel-fractions", "-0.1"], "--channel-fractions: -0.1 is not in [0, 1)"),
+        (["--baseline-sparsity", "0.7"], "--baseline-sparsity 0.7 is not one of --sparsities"),
+        (["--pruning-end", "0"], "pruning_end must be in (0, 1]"),
+        (["--layer-sparsity", "predictions"], "is not NAME=FRACTION"),
+    ],
+)
+def test_bad_arguments_get_one_line_and_status_2(tmp_path, capsys, args, words):
+    assert words in one_line_refusal(capsys, "train", *args, "--run-dir", tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_unprunable_layer_non_model_file_and_tune_are_refused(tmp_path, capsys):
+    vision.convnet((28, 28, 1), 10, widths=(4,), convs_per_stage=1).save(tmp_path / "m.keras")
+    line = one_line_refusal(
+        capsys,
+        "train",
+        "--model",
+        tmp_path / "m.keras",
+        "--dataset",
+        "mnist_sample",
+        "--layer-sparsity",
+        "batch_normalization=0.5",
+        "--run-dir",
+        tmp_path / "a",
+    )
+    assert "(BatchNormalization) has no weights magnitude pruning can zero" in line
+    (tmp_path / "junk.keras").write_bytes(np.arange(100, dtype=np.uint8).tobytes())
+    line = one_line_refusal(
+        capsys, "train", "--model", tmp_path / "junk.keras", "--run-dir", tmp_path / "b"
+    )
+    assert "is not a readable Keras model" in line
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert "nothing for Keras Tuner to search" in one_line_refusal(capsys, "tune")
