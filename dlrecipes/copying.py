@@ -57,12 +57,12 @@ def copy_recipe(name: str, dest: str | Path) -> Path:
 
 
 def standalone(text: str, name: str) -> str:
-    """A recipe file as it reads in another project: `python <name>/recipe.py ...` in place of
-    `python recipes/<name>/recipe.py ...`, and without the README's section about the
+    """A recipe file as it reads in another project: `<name>/recipe.py` (and the folder's other
+    files) in place of `recipes/<name>/recipe.py`, and without the README's section about the
     repository."""
     if REPOSITORY_SECTION in text:
         text = text.split(f"\n{REPOSITORY_SECTION}", 1)[0].rstrip() + "\n"
-    return text.replace(f"recipes/{name}/recipe.py", f"{name}/recipe.py")
+    return text.replace(f"recipes/{name}/", f"{name}/")
 
 
 def install_hint() -> str:

@@ -100,6 +100,10 @@ def test_copy_lists_the_recipes_and_never_overwrites(tmp_path, capsys):
     assert command.main(["copy", "text-bilstm", str(tmp_path)]) == 0
     readme = (tmp_path / "text_bilstm" / "README.md").read_text()
     assert "python text_bilstm/recipe.py train" in readme and "make " not in readme
+    assert command.main(["copy", "fine-tuning", str(tmp_path)]) == 0
+    readme = (tmp_path / "fine_tuning" / "README.md").read_text()
+    assert "--hparams fine_tuning/digits.json" in readme and "recipes/fine_tuning" not in readme
+    assert (tmp_path / "fine_tuning" / "digits.json").exists()
     assert command.main(["copy", "text_bilstm", str(tmp_path)]) == 2
     assert "exists already; nothing was copied" in capsys.readouterr().err
     assert command.main(["copy", "text_lstm", str(tmp_path)]) == 2
