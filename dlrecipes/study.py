@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from matplotlib.figure import Figure
 from dlrecipes import progress, reports, training
 from dlrecipes.config import RecipeConfig
 from dlrecipes.contract import Recipe
-from dlrecipes.errors import ConfigError, RecipeError
+from dlrecipes.errors import ConfigError
 
 ALL = "all"
 
@@ -73,41 +72,30 @@ def run(
         accuracy.
     """
     arms: dict[str, dict[str, Any]] = type(config).STUDY_ARMS
-    run_dir = None if run_dir is None else Path(run_dir)
-    training.check_run_dir(run_dir, resume)
-    if not resume:
-        run_dir = training.claim_run_dir(run_dir, recipe.name, config)
     seeds = range(config.seed, config.seed + config.study_seeds)
     jobs = [(arm, n, s) for n in counts(config.study) for s in seeds for arm in arms]
     rows = []
-    try:
-        with training.interruptible(run_dir):
-            for arm, count, seed in progress.bar(jobs, desc="few-label study", unit="run"):
-                sub = run_dir / _slug(arm) / f"{_label(count)}-per-class" / f"seed-{seed}"
-                metrics = training.finished_metrics(sub)
-                if metrics is None:
-                    print(
-                        f"\n== {arm}, {_label(count)} labels per class, seed {seed}: {sub}",
-                        flush=True,
-                    )
-                    sub_config = dataclasses.replace(
-                        config, study="", labels_per_class=count, seed=seed, **arms[arm]
-                    )
-                    resumable = (sub / "config.json").exists()
-                    metrics = training.train(recipe, sub_config, sub, resume=resumable).metrics
-                rows.append(
-                    {
-                        "arm": arm,
-                        "labels_per_class": _label(count),
-                        "seed": seed,
-                        "test_accuracy": metrics["accuracy"],
-                        "val_accuracy": metrics["best_val_accuracy"],
-                    }
+    with training.parent_run(run_dir, recipe, config, resume=resume) as run_dir:
+        for arm, count, seed in progress.bar(jobs, desc="few-label study", unit="run"):
+            sub = run_dir / _slug(arm) / f"{_label(count)}-per-class" / f"seed-{seed}"
+            metrics = training.finished_metrics(sub)
+            if metrics is None:
+                what = f"{arm}, {_label(count)} labels per class, seed {seed}"
+                print(f"\n== {what}: {sub}", flush=True)
+                sub_config = dataclasses.replace(
+                    config, study="", labels_per_class=count, seed=seed, **arms[arm]
                 )
-    except RecipeError:
-        if not resume and [p.name for p in run_dir.iterdir()] == ["config.json"]:
-            shutil.rmtree(run_dir)  # refused before the first run trained: leave nothing
-        raise
+                resumable = (sub / "config.json").exists()
+                metrics = training.train(recipe, sub_config, sub, resume=resumable).metrics
+            rows.append(
+                {
+                    "arm": arm,
+                    "labels_per_class": _label(count),
+                    "seed": seed,
+                    "test_accuracy": metrics["accuracy"],
+                    "val_accuracy": metrics["best_val_accuracy"],
+                }
+            )
     summary = {"arms": list(arms), "runs": rows, "table": _table(rows, list(arms))}
     reports.write_json(run_dir / "study.json", summary)
     _plot(summary, run_dir / "study.png")

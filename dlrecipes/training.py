@@ -154,6 +154,26 @@ def interruptible(run_dir: Path) -> Iterator[None]:
         raise Interrupted(run_dir) from err
 
 
+@contextlib.contextmanager
+def parent_run(
+    run_dir: Path | None, recipe: Recipe, config: RecipeConfig, *, resume: bool
+) -> Iterator[Path]:
+    """The directory of a run made of other runs (`--folds`, a few-label study), claimed unless
+    resumed (`run_dir` None: a new `runs/<recipe>/<timestamp>`). Ctrl-C inside raises
+    `Interrupted` naming it; a refusal before anything in it was written leaves nothing."""
+    run_dir = None if run_dir is None else Path(run_dir)
+    check_run_dir(run_dir, resume)
+    if not resume:
+        run_dir = claim_run_dir(run_dir, recipe.name, config)
+    try:
+        with interruptible(run_dir):
+            yield run_dir
+    except RecipeError:
+        if not resume and [p.name for p in run_dir.iterdir()] == ["config.json"]:
+            shutil.rmtree(run_dir)  # refused before its first run trained: leave nothing
+        raise
+
+
 def load_model(path: str | Path) -> keras.Model:
     """Loads a `.keras` model in safe mode (no arbitrary code); a clear error if unreadable."""
     path = Path(path)
@@ -381,32 +401,23 @@ def cross_validate(
             "--folds trains the folds one after another on one host; drop --strategy multi_host "
             "(and TF_CONFIG), or train each fold as its own multi-host run."
         )
-    run_dir = None if run_dir is None else Path(run_dir)
-    check_run_dir(run_dir, resume)
-    if not resume:
-        run_dir = claim_run_dir(run_dir, recipe.name, config)
     per_fold = []
-    try:
-        with interruptible(run_dir):
-            for i in range(folds):
-                fold_dir = run_dir / f"fold-{i + 1}"
-                metrics = finished_metrics(fold_dir)
-                if metrics is None:
-                    fold_config = dataclasses.replace(config, fold=(i, folds))
-                    resume_fold = (fold_dir / "config.json").exists()
-                    result = train(recipe, fold_config, fold_dir, resume=resume_fold, export=export)
-                    metrics = result.metrics
-                per_fold.append(
-                    {
-                        "fold": i + 1,
-                        "val_accuracy": metrics["best_val_accuracy"],
-                        "test_accuracy": metrics["accuracy"],
-                    }
-                )
-    except RecipeError:
-        if not resume and [p.name for p in run_dir.iterdir()] == ["config.json"]:
-            shutil.rmtree(run_dir)  # refused before the first fold trained: leave nothing
-        raise
+    with parent_run(run_dir, recipe, config, resume=resume) as run_dir:
+        for i in range(folds):
+            fold_dir = run_dir / f"fold-{i + 1}"
+            metrics = finished_metrics(fold_dir)
+            if metrics is None:
+                fold_config = dataclasses.replace(config, fold=(i, folds))
+                resume_fold = (fold_dir / "config.json").exists()
+                result = train(recipe, fold_config, fold_dir, resume=resume_fold, export=export)
+                metrics = result.metrics
+            per_fold.append(
+                {
+                    "fold": i + 1,
+                    "val_accuracy": metrics["best_val_accuracy"],
+                    "test_accuracy": metrics["accuracy"],
+                }
+            )
     val = np.array([f["val_accuracy"] for f in per_fold])
     summary = {
         "folds": folds,
