@@ -202,6 +202,12 @@ def run(recipe: Recipe, argv: Sequence[str] | None = None) -> int:
 
 
 def _interrupted(recipe: Recipe, args: argparse.Namespace, run_dir: Path | None) -> str:
+    if args.command == "tune":
+        where = args.directory or Path("runs") / recipe.name / "tuning"
+        return (
+            f"interrupted; {where} keeps the finished trials. Run the same command again, without "
+            "--overwrite, to continue the search."
+        )
     if args.command != "train":
         return "interrupted."
     if run_dir is None:

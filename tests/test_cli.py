@@ -240,6 +240,18 @@ def test_ctrl_c_before_training_says_nothing_was_written(tmp_path, capsys, monke
     assert not list(tmp_path.iterdir())
 
 
+def test_ctrl_c_during_a_search_says_how_to_continue_it(tmp_path, capsys, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("dlrecipes.tuning.search", interrupt)
+    assert IMAGE("tune", "--tiny", "--directory", tmp_path / "search") == 130
+    assert capsys.readouterr().err.strip() == (
+        f"interrupted; {tmp_path / 'search'} keeps the finished trials. Run the same command "
+        "again, without --overwrite, to continue the search."
+    )
+
+
 def test_ctrl_c_during_training_prints_the_resume_command_and_exits_130(digits, tmp_path):
     """A real SIGINT to a real process: one line, no traceback, the exact command to resume."""
     run_dir = tmp_path / "run"
