@@ -353,6 +353,9 @@ class EpochLine(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         seconds = time.monotonic() - self.started
-        values = " - ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items())
+        values = " - ".join(
+            f"{k} {v}" if isinstance(v, int) else f"{k} {float(v):.4f}"  # e.g. the phase number
+            for k, v in (logs or {}).items()
+        )
         total = self.params.get("epochs", "?")
         print(f"Epoch {epoch + 1}/{total} - {seconds:.1f}s - {values}", flush=True)
