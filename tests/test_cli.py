@@ -269,7 +269,7 @@ def test_ctrl_c_during_training_prints_the_resume_command_and_exits_130(digits, 
             break
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]

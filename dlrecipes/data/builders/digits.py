@@ -4,7 +4,7 @@
 digits" set: 32x32 bitmaps written by 13 people, each 4x4 block counted into one pixel of 0-16.
 Here every pixel is scaled to 0-255 (`round(v * 255 / 16)`) and stored as an 8x8x1 uint8 image,
 so the set looks like any other image dataset. It is split once, stratified per class with seed
-0, into 60% train, 10% validation and 30% test: 1,079 / 179 / 539 digits, at least 105 training
+0, into 60% train, 10% validation and 30% test: 1,078 / 180 / 539 digits, at least 104 training
 digits of every class. The test split is larger than usual so that few-label studies on this
 small set can tell models apart.
 """
