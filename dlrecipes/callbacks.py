@@ -3,11 +3,15 @@ guard, CSV history and TensorBoard."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -116,6 +120,29 @@ def _unusable(backup_dir: Path | str, err: Exception) -> CheckpointError:
         f"{str(err)[:200]}). Move that folder away to restart this run from epoch 1; the rest "
         "of the run directory is kept."
     )
+
+
+@contextlib.contextmanager
+def ctrl_c_after() -> Iterator[None]:
+    """Holds Ctrl-C (SIGINT) until the block is done, then raises `KeyboardInterrupt`.
+
+    For writing backups and checkpoints: Keras' saving code has bare `except:` clauses (around
+    opening its weights file) that swallow a `KeyboardInterrupt` raised inside them, so a Ctrl-C
+    landing there was lost and training went on; held, it stops the run right after the write,
+    which is also never left half done. Outside the main thread (where signals cannot be
+    handled) the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
 
 
 class RunCheckpoints(keras.callbacks.BackupAndRestore):
@@ -246,21 +273,23 @@ class RunCheckpoints(keras.callbacks.BackupAndRestore):
             os.replace(backup / f"best-{n}.keras", self.run_dir / "model.keras")
 
     def _save_model(self) -> None:
-        super()._save_model()
-        # Keras writes the epoch to resume; add how many steps into it these weights are.
-        meta = Path(self._training_metadata_path)
-        values = {**json.loads(meta.read_text()), "steps_done": self._steps_done}
-        meta.write_text(json.dumps(values))
+        with ctrl_c_after():
+            super()._save_model()
+            # Keras writes the epoch to resume; add how many steps into it these weights are.
+            meta = Path(self._training_metadata_path)
+            values = {**json.loads(meta.read_text()), "steps_done": self._steps_done}
+            meta.write_text(json.dumps(values))
 
     def _save_best(self, path: Path) -> None:
-        if self._swap is None:
-            self.model.save(str(path))
-            return
-        self._swap.on_test_begin()
-        try:
-            self.model.save(str(path))
-        finally:
-            self._swap.on_test_end()
+        with ctrl_c_after():
+            if self._swap is None:
+                self.model.save(str(path))
+                return
+            self._swap.on_test_begin()
+            try:
+                self.model.save(str(path))
+            finally:
+                self._swap.on_test_end()
 
 
 def recover(run_dir: Path) -> int:

@@ -31,7 +31,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from dlrecipes.callbacks import NanGuard, RunCheckpoints, epochs_done
+from dlrecipes.callbacks import NanGuard, RunCheckpoints, ctrl_c_after, epochs_done
 from dlrecipes.config import RecipeConfig
 
 COLUMN = "phase"  # history.csv column: the phase number (1, 2, ...) of each epoch
@@ -181,5 +181,6 @@ def _drop_optimizer(path: Path) -> None:
     """
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
     partial = path.with_name(f"{path.stem}.partial.keras")
-    model.save(partial)
-    os.replace(partial, path)  # whole or not at all
+    with ctrl_c_after():
+        model.save(partial)
+        os.replace(partial, path)  # whole or not at all

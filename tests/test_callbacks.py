@@ -145,3 +145,14 @@ def test_ema_checkpoint_holds_the_averaged_weights_and_the_backup_the_raw(tmp_pa
     restored.load_weights(tmp_path / "backup" / "latest.weights.h5")
     # (Keras swaps the average in and out by adding and subtracting: equal up to rounding.)
     np.testing.assert_allclose(restored.get_weights()[kernel], raw[kernel], rtol=0, atol=1e-6)
+
+
+def test_ctrl_c_during_a_save_is_held_until_the_save_is_done(tmp_path):
+    # Keras' saving has bare `except:` clauses that would swallow the KeyboardInterrupt.
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), cb.ctrl_c_after():
+        signal.raise_signal(signal.SIGINT)
+        model.save(tmp_path / "model.keras")  # still runs, and runs to its end
+    assert keras.saving.load_model(tmp_path / "model.keras", safe_mode=True).count_params() == 8
+    assert signal.getsignal(signal.SIGINT) is handler
