@@ -88,15 +88,7 @@ def recipe_of(name: str):
     import dlrecipes
 
     module = load_recipe(name)
-    return module, dlrecipes.Recipe(
-        name,
-        module.Config,
-        module.load_data,
-        module.build_model,
-        module.build_hypermodel,
-        getattr(module, "report_extra", None),
-        getattr(module, "distill", None),
-    )
+    return module, dlrecipes.Recipe.from_module(name, module)
 
 
 def mnist_test() -> tuple:

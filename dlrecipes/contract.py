@@ -44,6 +44,7 @@ class Recipe:
     load_data: Callable[[Any], Splits]
     build_model: Callable[[Any, DataInfo], keras.Model]
     build_hypermodel: Callable[[Any, DataInfo], Any] | None
+    _: dataclasses.KW_ONLY  # the optional parts by name only: their order is not an interface
     report_extra: Callable[[Splits, np.ndarray, np.ndarray], str] | None = None
     phases: Callable[[Any], list[Phase]] | None = None
     distill: Callable[[Any, Splits], Any] | None = None

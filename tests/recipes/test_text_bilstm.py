@@ -19,14 +19,7 @@ RECIPE = ROOT / "recipes" / "text_bilstm" / "recipe.py"
 
 def _recipe() -> dlrecipes.Recipe:
     module = recipe_module("text_bilstm")
-    return dlrecipes.Recipe(
-        "text_bilstm",
-        module.Config,
-        module.load_data,
-        module.build_model,
-        module.build_hypermodel,
-        module.report_extra,
-    )
+    return dlrecipes.Recipe.from_module("text_bilstm", module)
 
 
 @pytest.fixture(scope="module")
