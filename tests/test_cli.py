@@ -256,8 +256,14 @@ def test_ctrl_c_during_training_prints_the_resume_command_and_exits_130(digits, 
     """A real SIGINT to a real process: one line, no traceback, the exact command to resume."""
     run_dir = tmp_path / "run"
     argv = ["train", *_folder(digits), "--epochs", "200", "--batch-size", "16", "--export"]
+    # As a terminal's foreground job: a suite started in the background by a non-interactive
+    # shell (`make test &`) runs with SIGINT ignored, which its children would inherit.
+    foreground = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
     proc = subprocess.Popen(
-        [sys.executable, str(RECIPE), *argv, "--run-dir", str(run_dir)],
+        [sys.executable, "-c", foreground, str(RECIPE), *argv, "--run-dir", str(run_dir)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
