@@ -60,13 +60,7 @@ def main() -> None:
     ref = reference(train_x, train_y, accuracy_probe(test_x, test_y, rescale=True))
     target = ref.points[-1][2]
 
-    recipe = dlrecipes.Recipe(
-        "image_classification",
-        module.Config,
-        module.load_data,
-        module.build_model,
-        module.build_hypermodel,
-    )
+    recipe = dlrecipes.Recipe.from_module("image_classification", module)
     clock = EpochClock(accuracy_probe(test_x, test_y))
     with tempfile.TemporaryDirectory() as tmp:
         training.train(recipe, config, Path(tmp) / "run", extra_callbacks=[clock])

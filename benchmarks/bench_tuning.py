@@ -32,14 +32,7 @@ WORKER_SEARCH = ["--tiny", "--tuner", "random", "--max-trials", "4", "--max-epoc
 
 def image_recipe() -> tuple[Recipe, type]:
     module = load_recipe("image_classification")
-    recipe = Recipe(
-        "image_classification",
-        module.Config,
-        module.load_data,
-        module.build_model,
-        module.build_hypermodel,
-    )
-    return recipe, module.Config
+    return Recipe.from_module("image_classification", module), module.Config
 
 
 def hyperband_vs_defaults(work: Path) -> list[dict]:
