@@ -1,7 +1,8 @@
 """dlrecipes: the shared parts of end-to-end Keras 3 recipes.
 
-Data pipelines (`data`), model builders (`models`), the training runtime (`runtime`, `training`),
-callbacks, Keras Tuner glue (`tuning`), reports and the shared command line (`cli`).
+Data pipelines (`data`), model builders (`models`), the training runtime (`runtime`), a run
+directory that survives kills (`Run`), Keras Tuner glue (`tuning`), reports and the shared
+command line (`cli`). A recipe composes them; nothing here calls back into a recipe.
 """
 
 # First, before anything imports TensorFlow: its start-up log lines are filtered (see console).
@@ -9,22 +10,31 @@ from dlrecipes import console
 
 console.import_tensorflow()
 
-from dlrecipes import cli, data, models, runtime, training, tuning  # noqa: E402
+import warnings  # noqa: E402
+
+# The recipes shuffle in tf.data; Keras 3.15 warns on every fit that its own shuffle is unused.
+warnings.filterwarnings("ignore", message="`shuffle=True` was passed, but will be ignored")
+
+from dlrecipes import cli, data, evaluation, models, optimizers, runtime, tuning  # noqa: E402
 from dlrecipes.config import RecipeConfig  # noqa: E402
-from dlrecipes.contract import Recipe  # noqa: E402
 from dlrecipes.errors import ConfigError, RecipeError  # noqa: E402
+from dlrecipes.run import Run, RunResult  # noqa: E402
+from dlrecipes.saving import load_model  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
-    "Recipe",
     "RecipeConfig",
     "RecipeError",
+    "Run",
+    "RunResult",
     "cli",
     "data",
+    "evaluation",
+    "load_model",
     "models",
+    "optimizers",
     "runtime",
-    "training",
     "tuning",
 ]

@@ -1,6 +1,9 @@
-"""The command line every recipe exposes: `python recipes/<name>/recipe.py train|tune|evaluate`.
+"""The command line every recipe exposes: `python recipes/<name>/recipe.py
+train|tune|evaluate|predict`.
 
-Every field of the recipe's `Config` is a flag (`learning_rate` -> `--learning-rate`, booleans as
+A recipe ends with `dlrecipes.cli.main(NAME, Config, train=train, tune=tune, evaluate=evaluate)`:
+its own functions are the commands, and this module parses the flags into their arguments. Every
+field of the recipe's `Config` is a flag (`learning_rate` -> `--learning-rate`, booleans as
 `--flag/--no-flag`, tuples as `32,64,128`), so the knobs people tune never need a code edit.
 """
 
@@ -12,15 +15,16 @@ import json
 import shlex
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dlrecipes import predicting, study, training, tuning
+from dlrecipes import cross_validation, predicting, reports, tuning
 from dlrecipes.config import RECIPE_KEY, RecipeConfig, coerce, field_types, flag, strip_optional
-from dlrecipes.contract import Recipe
 from dlrecipes.errors import CheckpointError, ConfigError, RecipeError, RunDirError
 from dlrecipes.field_help import field_help
+from dlrecipes.run import RunResult
+from dlrecipes.saving import load_model
 
 # Set by other flags (`--folds`), not by hand.
 INTERNAL_FIELDS = {"fold"}
@@ -28,14 +32,40 @@ INTERNAL_FIELDS = {"fold"}
 EVALUATE_FIELDS = ("dataset", "data_dir", "batch_size", "image_size")
 
 
-def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
+@dataclasses.dataclass(frozen=True)
+class Commands:
+    """A recipe's commands, as its `recipe.py` defines them.
+
+    Args:
+        name: the recipe's name (runs go to `runs/<name>/`).
+        config_class: its `Config`.
+        train: `train(config, run_dir, *, resume, export) -> RunResult`.
+        tune: `tune(config, options) -> tuning.SearchResult`.
+        evaluate: `evaluate(config, model_path) -> metrics` on the config's test split.
+    """
+
+    name: str
+    config_class: type[RecipeConfig]
+    train: Callable[..., RunResult]
+    tune: Callable[..., Any]
+    evaluate: Callable[[Any, Path], dict[str, Any]]
+
+
+def build_parser(
+    recipe: Commands, tuner: str = tuning.SearchOptions.tuner
+) -> tuple[argparse.ArgumentParser, dict[str, Any]]:
+    """The parser, and its subcommands' parsers by name (`tuner`: `tune`'s default)."""
     parser = argparse.ArgumentParser(
         prog=f"recipes/{recipe.name}/recipe.py",
         description=(recipe.config_class.__doc__ or "").strip().splitlines()[0],
+        allow_abbrev=False,
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a model; prints the run directory last")
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, allow_abbrev=False, **kwargs)
+
+    train = command("train", help="train a model; prints the run directory last")
     _add_config_flags(train, recipe.config_class)
     train.add_argument(
         "--run-dir", type=Path, help="where the run is written (default runs/<recipe>/<timestamp>)"
@@ -65,20 +95,23 @@ def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
         help="shrink everything for a run of seconds (tests, a first look)",
     )
 
-    tune = commands.add_parser(
+    tune = command(
         "tune", help="search hyperparameters with Keras Tuner; prints best_hparams.json last"
     )
     _add_config_flags(tune, recipe.config_class)
-    tuning.add_search_flags(tune)
+    tuning.add_search_flags(tune, tuner)
     tune.add_argument(
         "--tiny", action="store_true", help="search tiny models for a few epochs (tests)"
     )
 
-    evaluate = commands.add_parser("evaluate", help="score a saved model on a test split")
+    evaluate = command("evaluate", help="score a saved model on a test split")
     evaluate.add_argument("--model", type=Path, required=True, help="path of a model.keras")
     _add_config_flags(evaluate, recipe.config_class, EVALUATE_FIELDS)
-    _add_predict_parser(commands)
-    return parser
+    predict = command(
+        "predict", help="classify images or texts with a saved model; one line per input"
+    )
+    _add_predict_flags(predict)
+    return parser, commands.choices
 
 
 def _add_config_flags(
@@ -123,7 +156,7 @@ def _metavar(hint: Any) -> str:
     return {int: "N", float: "X"}.get(base, "STR")
 
 
-def make_config(recipe: Recipe, args: argparse.Namespace) -> RecipeConfig:
+def make_config(recipe: Commands, args: argparse.Namespace) -> RecipeConfig:
     """Defaults, then `--hparams`, then `--tiny`, then explicit flags; on `--resume`, the saved
     config, which explicit flags may not contradict."""
     cls = recipe.config_class
@@ -150,7 +183,7 @@ def make_config(recipe: Recipe, args: argparse.Namespace) -> RecipeConfig:
     return dataclasses.replace(config, **explicit)
 
 
-def saved_config(recipe: Recipe, path: Path, command: str) -> RecipeConfig:
+def saved_config(recipe: Commands, path: Path, command: str) -> RecipeConfig:
     """The config a run saved at `path`, refused in one line when another recipe wrote it.
 
     `command` is the subcommand and arguments the user ran, for the message.
@@ -176,22 +209,36 @@ def saved_config(recipe: Recipe, path: Path, command: str) -> RecipeConfig:
     return recipe.config_class.load(path)
 
 
-def run(recipe: Recipe, argv: Sequence[str] | None = None) -> int:
-    """Parses the command line and runs `train`, `tune` or `evaluate`; returns the exit status.
+def main(
+    name: str,
+    config_class: type[RecipeConfig],
+    *,
+    train: Callable[..., RunResult],
+    tune: Callable[..., Any],
+    evaluate: Callable[[Any, Path], dict[str, Any]],
+    argv: Sequence[str] | None = None,
+    tuner: str = tuning.SearchOptions.tuner,
+) -> int:
+    """Parses the command line and runs the recipe's `train`, `tune`, `evaluate` or `predict`;
+    returns the exit status.
 
     Expected refusals (`dlrecipes.errors.RecipeError`: bad config, unknown dataset, unusable run
     directory or checkpoint, divergence) print one line and return 2; Ctrl-C prints one line
     (for `train`, the command that resumes the run) and returns 130; anything else is a bug and
-    raises with its traceback.
+    raises with its traceback. `tuner` is `tune`'s default `--tuner`.
     """
-    args = build_parser(recipe).parse_args(argv)
+    recipe = Commands(name, config_class, train, tune, evaluate)
+    parser, subparsers = build_parser(recipe, tuner)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the subcommand's own usage, not the top-level one
+        subparsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command == "train":
             return _train(recipe, args)
         if args.command == "tune":
             return _tune(recipe, args)
         if args.command == "predict":
-            return _predict(args)
+            return _predict(recipe, args)
         return _evaluate(recipe, args)
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -201,7 +248,7 @@ def run(recipe: Recipe, argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _interrupted(recipe: Recipe, args: argparse.Namespace, run_dir: Path | None) -> str:
+def _interrupted(recipe: Commands, args: argparse.Namespace, run_dir: Path | None) -> str:
     if args.command == "tune":
         where = args.directory or Path("runs") / recipe.name / "tuning"
         return (
@@ -221,7 +268,7 @@ def _interrupted(recipe: Recipe, args: argparse.Namespace, run_dir: Path | None)
     return f"interrupted; {run_dir} keeps what was done. Continue with: {shlex.join(command)}"
 
 
-def _train(recipe: Recipe, args: argparse.Namespace) -> int:
+def _train(recipe: Commands, args: argparse.Namespace) -> int:
     if args.resume and args.run_dir is None:
         latest = sorted((Path("runs") / recipe.name).glob("*/config.json"))
         hint = f" (the latest run here is {latest[-1].parent})" if latest else ""
@@ -230,42 +277,33 @@ def _train(recipe: Recipe, args: argparse.Namespace) -> int:
             f"train --run-dir DIR --resume."
         )
     config = make_config(recipe, args)
-    if args.folds and recipe.train is not None:
-        raise ConfigError(f"--folds is not offered by the {recipe.name} recipe; drop it.")
     if args.folds:
-        result = training.cross_validate(
-            recipe, config, args.folds, args.run_dir, resume=args.resume, export=args.export
+        result = cross_validation.cross_validate(
+            recipe.train,
+            recipe.name,
+            config,
+            args.folds,
+            args.run_dir,
+            resume=args.resume,
+            export=args.export,
         )
-        summary = result.metrics
-        print(
-            f"{args.folds}-fold validation accuracy: {summary['val_accuracy_mean']:.4f} "
-            f"± {summary['val_accuracy_std']:.4f} (test accuracy, mean over folds: "
-            f"{summary['test_accuracy_mean']:.4f})"
-        )
-    elif getattr(config, "study", ""):  # a few-label study (recipes whose Config has `study`)
-        result = study.run(recipe, config, args.run_dir, resume=args.resume)
-        print(study.table_markdown(result.metrics))
+        print(cross_validation.summary_line(result.metrics))
     else:
-        train = recipe.train or training.train
-        result = train(recipe, config, args.run_dir, resume=args.resume, export=args.export)
-        if not result.metrics:  # a multi-host process other than the chief
+        result = recipe.train(config, args.run_dir, resume=args.resume, export=args.export)
+        if not result.chief:  # a multi-host process other than the chief
             print(f"Worker done; the chief writes the results to {args.run_dir}.")
             return 0
-        print(
-            f"test accuracy: {result.metrics['accuracy']:.4f} "
-            f"({result.metrics['num_examples']} examples)"
-        )
+        if "accuracy" in result.metrics:
+            print(
+                f"test accuracy: {result.metrics['accuracy']:.4f} "
+                f"({result.metrics['num_examples']} examples)"
+            )
     print(result.run_dir)
     return 0
 
 
-def _tune(recipe: Recipe, args: argparse.Namespace) -> int:
-    if recipe.build_hypermodel is None:
-        raise ConfigError(
-            f"The {recipe.name} recipe has nothing for Keras Tuner to search: `train` compares "
-            f"its settings side by side (see recipes/{recipe.name}/README.md)."
-        )
-    result = tuning.search(recipe, make_config(recipe, args), tuning.options_from_args(args))
+def _tune(recipe: Commands, args: argparse.Namespace) -> int:
+    result = recipe.tune(make_config(recipe, args), tuning.options_from_args(args))
     if result.best_hparams_path is None:
         print(f"Worker done; the chief writes the results to {result.directory}.")
     else:
@@ -273,20 +311,16 @@ def _tune(recipe: Recipe, args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(recipe: Recipe, args: argparse.Namespace) -> int:
-    saved = args.model.parent / "config.json"
+def _evaluate(recipe: Commands, args: argparse.Namespace) -> int:
     cls = recipe.config_class
-    config = cls()
-    if saved.exists():
-        config = saved_config(recipe, saved, f"evaluate --model {args.model}")
+    config = _model_config(recipe, args.model, f"evaluate --model {args.model}")
     explicit = coerce(cls, {k: v for k, v in vars(args).items() if k in field_types(cls)})
     # A fold only changes train / validation; on another dataset it would not even apply.
     config = dataclasses.replace(config, **explicit, fold=None)
-    model = training.load_model(args.model)
-    metrics, _, _ = training.evaluate_model(model, recipe.load_data(config))
+    metrics = recipe.evaluate(config, args.model)
     slug = config.dataset.replace(":", "-").replace("/", "_").strip("_.")
     out = args.model.parent / f"eval-{slug}.json"
-    training.reports.write_json(out, metrics)
+    reports.write_json(out, metrics)
     print(
         f"test accuracy on {config.dataset}: {metrics['accuracy']:.4f} "
         f"({metrics['num_examples']} examples)"
@@ -295,15 +329,21 @@ def _evaluate(recipe: Recipe, args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_config(recipe: Commands, model: Path, command: str) -> RecipeConfig:
+    """The config of the run that saved `model` (refused when another recipe trained it), or the
+    recipe's defaults for a model outside a run directory."""
+    saved = model.parent / "config.json"
+    if saved.exists():
+        return saved_config(recipe, saved, command)
+    return recipe.config_class()
+
+
 # ---------------------------------------------------------------------------------------------
 # predict: a saved model's class and probability for inputs named on the command line.
 # ---------------------------------------------------------------------------------------------
 
 
-def _add_predict_parser(commands: Any) -> None:
-    predict = commands.add_parser(
-        "predict", help="classify images or texts with a saved model; one line per input"
-    )
+def _add_predict_flags(predict: argparse.ArgumentParser) -> None:
     predict.add_argument("--model", type=Path, required=True, help="path of a model.keras")
     predict.add_argument(
         "inputs",
@@ -318,8 +358,10 @@ def _add_predict_parser(commands: Any) -> None:
     predict.add_argument("--batch-size", type=int, default=256, help="inputs per model call")
 
 
-def _predict(args: argparse.Namespace) -> int:
-    model = training.load_model(args.model)
+def _predict(recipe: Commands, args: argparse.Namespace) -> int:
+    inputs = " ".join(shlex.quote(i) for i in args.inputs)
+    _model_config(recipe, args.model, f"predict --model {args.model} {inputs}")
+    model = load_model(args.model)
     names, known = predicting.class_names(args.model, model.output_shape[-1])
     if not known:
         print(

@@ -76,7 +76,27 @@ def prepare(
             return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8), labels
 
         ds = ds.map(apply, num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+    return shard_by_data(ds.prefetch(AUTOTUNE))
+
+
+def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """`ds`, split across the processes of a multi-host run element by element, not by file.
+
+    Every process reads the same pipeline (same seed, same order) and keeps its own share of each
+    global batch, so no process runs short when the data sits in fewer files than processes. The
+    option is read only when a multi-worker strategy distributes the dataset.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def count_batches(ds: tf.data.Dataset) -> int:
+    """Batches per epoch: the cardinality when tf.data knows it, else one pass to count."""
+    n = int(ds.cardinality())
+    if n >= 0:
+        return n
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda total, _: total + 1))
 
 
 def resize(splits: Splits, image_size: tuple[int, int]) -> Splits:

@@ -3,21 +3,19 @@
 `distill(teacher_path, splits, ...)` loads and checks the teacher, builds the transfer set (the
 training texts plus augmented copies, `transfer`), has the teacher label it once (cached,
 `teacher`), and returns a `Distillation`: the data, loss and metric the student fits instead of
-the labels alone, and what a finished run adds (an ordinary model file, the teacher-vs-student
-table of `compare`). `training.train` uses it when a recipe's `distill` hook returns one.
+the labels alone, and what a finished run adds (the teacher-vs-student table of `compare`).
 
 Example:
 
 >>> d = distillation.distill("runs/fine_tuning/x/model.keras", splits, copies=4,
 ...                          temperature=2.0, label_weight=0.0, batch_size=64, seed=0)
->>> model.compile(optimizer="adamw", **d.compile_args())
+>>> model.compile(optimizer="adamw", loss=d.loss, metrics=[d.metric])
 >>> model.fit(d.train, validation_data=d.validation)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -57,22 +55,15 @@ class Distillation:
     labelled: int
     size: int
 
-    def compile_args(self) -> dict[str, Any]:
-        """The `loss` and `metrics` to compile the student with."""
-        return {
-            "loss": SoftTargetLoss(self.temperature, self.label_weight),
-            "metrics": [LabelAccuracy()],
-        }
+    @property
+    def loss(self) -> SoftTargetLoss:
+        """The student's loss: cross-entropy with the teacher's softened probabilities."""
+        return SoftTargetLoss(self.temperature, self.label_weight)
 
-    @staticmethod
-    def finalize(model_path: Path) -> None:
-        """Rewrites the student's `model.keras` as an ordinary model: the distillation loss and
-        metric live in the compile state, which a plain `keras.saving.load_model` in safe mode
-        could not rebuild without dlrecipes, so that state (and the optimizer's) is left out."""
-        model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
-        tmp = model_path.with_name(f".{model_path.stem}.tmp.keras")
-        model.save(tmp)
-        os.replace(tmp, model_path)  # whole or not at all
+    @property
+    def metric(self) -> LabelAccuracy:
+        """Accuracy against the true labels, named `accuracy` (validation: `val_accuracy`)."""
+        return LabelAccuracy()
 
     def compare(self, student: keras.Model, splits: Splits, student_probs: np.ndarray) -> dict:
         """The teacher-vs-student comparison on the test split (`compare.compare`)."""

@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import keras
 import keras_hub
 from keras import layers, ops
@@ -181,6 +183,12 @@ def _count(top: str | int, available: int) -> int:
             f"(batch norm aside; a transformer block counts as one). Use 0 to {available}, or all."
         )
     return count
+
+
+def describe_trainable(model: keras.Model) -> str:
+    """How many of `model`'s weights train, e.g. "1,290 of 22,714,370 weights train"."""
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    return f"{trainable:,} of {model.count_params():,} weights train"
 
 
 def unfreeze(model: keras.Model, top: str | int, *, batch_norm: bool = False) -> None:

@@ -244,17 +244,6 @@ def _barrier(strategy: tf.distribute.Strategy) -> None:
     strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
 
 
-def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
-    """`ds` split across processes element by element, not by file.
-
-    Every process reads the same pipeline (same seed, same order) and keeps its own share of each
-    global batch, so no process runs short when the data sits in fewer files than processes.
-    """
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options)
-
-
 def weights_digest(model: keras.Model) -> str:
     """A short SHA-256 of every weight of `model`, equal on processes that hold the same model."""
     digest = hashlib.sha256()

@@ -1,7 +1,9 @@
-"""Pruned models side by side: accuracy, size, compute and speed in one row each, and a plot."""
+"""Pruned models side by side: accuracy, size, compute and speed in one row each, a plot, the
+report's sections, and the exports of the model kept."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -10,7 +12,87 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from dlrecipes.pruning import measure, stats
+from dlrecipes.data import Splits
+from dlrecipes.pruning import litert, measure, stats
+from dlrecipes.pruning.stats import sparsity_report
+
+# The comparison's columns, in the report and on the console.
+COLUMNS = [
+    "model",
+    "test_accuracy",
+    "points_vs_dense",
+    "params",
+    "nonzeros",
+    "mflops",
+    "sparse_mflops",
+    "gzip_kb",
+    "size_vs_dense",
+    "latency_ms",
+    "speedup_b1",
+    "throughput",
+    "speedup_b256",
+    "tflite_latency_ms",
+    "tflite_speedup_b1",
+]
+
+
+def arrays(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """A batched `(input, label)` dataset as two arrays."""
+    xs, ys = zip(*ds.as_numpy_iterator(), strict=True)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def side_by_side(
+    models: Mapping[str, keras.Model],
+    kinds: Mapping[str, tuple[str, float]],
+    splits: Splits,
+    run_dir: Path,
+    seconds: float,
+    *,
+    tflite: bool,
+) -> list[dict]:
+    """One row per model (the first is the dense reference): validation and test accuracy,
+    parameters, non-zeros, FLOPs, gzip size of `run_dir/<name>/model.keras`, CPU latency and
+    throughput (models timed in turn, `seconds` each), with `tflite` the batch-1 latency of
+    each model as a TFLite file too (`run_dir/<name>/model.tflite`), and ratios to dense.
+
+    `kinds` gives each model's kind and amount (`variants.Variant`).
+    """
+    x_val, y_val = arrays(splits.validation)
+    x_test, y_test = arrays(splits.test)
+    rows = []
+    for name, model in models.items():
+        kind, amount = kinds[name]
+        row = {"model": name, "kind": kind, "amount": amount}
+        row["val_accuracy"] = accuracy(model, x_val, y_val)
+        row |= profile(model, run_dir / name / "model.keras", x_test, y_test)
+        rows.append(row)
+    timed = speeds(models, x_test, seconds)
+    for row in rows:
+        row |= timed[row["model"]]
+    if tflite:  # TFLite runs no string preprocessing
+        files = {
+            name: litert.export(m, run_dir / name / "model.tflite") for name, m in models.items()
+        }
+        print("Timing the TFLite files at batch 1 through the LiteRT interpreter.")
+        invoke = litert.interleaved_latency(files, x_test[0], seconds)
+        dense = rows[0]["model"]
+        for row in rows:
+            row["tflite_latency_ms"] = 1e3 * invoke[row["model"]]
+            row["tflite_speedup_b1"] = invoke[dense] / invoke[row["model"]]
+    add_ratios(rows, rows[0])
+    plot_accuracy_vs_size(rows, run_dir / "accuracy_vs_size.png")
+    return rows
+
+
+def print_rows(rows: Sequence[dict]) -> None:
+    """The comparison on the console, one line per model."""
+    for row in rows:
+        print(" ".join(f"{k}={_short(row[k])}" for k in COLUMNS if k in row))
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
@@ -102,3 +184,70 @@ def plot_accuracy_vs_size(rows: Sequence[dict], out: Path) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
+
+
+def exports(model: keras.Model, run_dir: Path, splits: Splits, calibration: int) -> list[dict]:
+    """Writes the kept model as .keras, SavedModel, TFLite and int8 TFLite (calibrated on
+    `calibration` training images) into `run_dir/export/`, each scored on the test split (the
+    TFLite files through the LiteRT interpreter); one row per format."""
+    out = run_dir / "export"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    x, y = arrays(splits.test)
+    rows = []
+    shutil.copy(run_dir / "model.keras", out / "model.keras")
+    rows.append({"format": "keras", "accuracy": accuracy(model, x, y)})
+    model.export(str(out / "saved_model"), verbose=False)
+    served = tf.saved_model.load(str(out / "saved_model"))
+    batches = range(0, len(x), 256)
+    probs = np.concatenate([served.serve(tf.constant(x[i : i + 256])) for i in batches])
+    rows.append({"format": "saved_model", "accuracy": float((probs.argmax(-1) == y).mean())})
+    calibrate = arrays(splits.train)[0][:calibration]
+    for name, images in (("model.tflite", None), ("model-int8.tflite", calibrate)):
+        try:
+            litert.export(model, out / name, images)
+            predicted = litert.predict(out / name, x).argmax(-1)
+        except Exception as err:  # noqa: BLE001 - converter and interpreter raise many kinds
+            # e.g. string inputs: TFLite needs TensorFlow ops the LiteRT interpreter lacks.
+            message = str(err).strip().splitlines()[-1][:200]
+            rows.append({"format": name, "error": f"{type(err).__name__}: {message}"})
+            continue
+        rows.append({"format": name, "accuracy": float((predicted == y).mean())})
+    paths = ["model.keras", "saved_model", "model.tflite", "model-int8.tflite"]
+    dense_kb = measure.gzip_size(run_dir / "dense" / "model.keras") / 1024
+    for row, path in zip(rows, paths, strict=True):
+        if (out / path).exists():
+            row["file"] = f"export/{path}"
+            row["bytes"] = measure.file_size(out / path)
+            row["gzip_kb"] = measure.gzip_size(out / path) / 1024
+            row["smaller_than_dense"] = dense_kb / row["gzip_kb"]
+    return rows
+
+
+def report(rows: Sequence[dict], best: dict, metrics: dict, model: keras.Model) -> str:
+    """The report's sections: every model, the exports (if any), the kept model's sparsity."""
+    lines = [
+        f"## Every model (best pruned: {best['model']}, this run's model.keras)",
+        "",
+        table(rows, COLUMNS),
+        "",
+        "![accuracy against size](accuracy_vs_size.png)",
+        "",
+    ]
+    if metrics.get("exports"):
+        lines += [
+            "## Exports of the best pruned model (accuracy on the test split; TFLite files run "
+            "by the LiteRT interpreter)",
+            "",
+            table(
+                metrics["exports"],
+                ["format", "file", "accuracy", "bytes", "gzip_kb", "smaller_than_dense"],
+            ),
+            "",
+        ]
+    lines += [
+        "## Per-layer sparsity of the best pruned model",
+        "",
+        table(sparsity_report(model), ["weight", "shape", "params", "sparsity"]),
+    ]
+    return "\n".join(lines)

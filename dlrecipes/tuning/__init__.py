@@ -21,7 +21,7 @@ as the chief (which holds the oracle and writes the results) or as a worker (whi
 `dlrecipes.tuning.launch` starts a chief and N workers on one host.
 """
 
-from dlrecipes.tuning.hypermodel import ConfigHyperModel, Space
+from dlrecipes.tuning.hypermodel import ConfigHyperModel, Space, Trial
 from dlrecipes.tuning.options import TUNERS, SearchOptions, add_search_flags, options_from_args
 from dlrecipes.tuning.searching import SearchResult, search
 from dlrecipes.tuning.tuners import build_tuner, is_worker, objective
@@ -31,6 +31,7 @@ __all__ = [
     "ConfigHyperModel",
     "SearchOptions",
     "SearchResult",
+    "Trial",
     "Space",
     "add_search_flags",
     "build_tuner",

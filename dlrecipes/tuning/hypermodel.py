@@ -1,5 +1,6 @@
 """`ConfigHyperModel`: a recipe's config fields become Keras Tuner hyperparameters of the same
-names, so each trial is a whole recipe config that `train --hparams` can run again."""
+names, so each trial is a whole recipe config that `train --hparams` can run again; and `Trial`,
+what a trial hands the recipe's own `fit` in place of a `dlrecipes.Run`."""
 
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ from typing import Any
 
 import keras
 import keras_tuner
+import tensorflow as tf
 
 from dlrecipes import callbacks as cb
-from dlrecipes import phases, runtime
+from dlrecipes import runtime
 from dlrecipes.config import RecipeConfig, coerce, flag
 from dlrecipes.data import DataInfo, Splits
-from dlrecipes.errors import ConfigError, TrainingDiverged
-from dlrecipes.phases import Phase
-from dlrecipes.training import compile_model, count_batches
+from dlrecipes.errors import ConfigError
 
 # A search dimension: a list of choices, or (low, high) / (low, high, "log") for a float range.
 Space = dict[str, list[Any] | tuple[Any, ...]]
@@ -27,9 +27,85 @@ def _encode(value: Any) -> Any:
     return ",".join(str(v) for v in value) if isinstance(value, tuple) else value
 
 
+class Trial:
+    """What the recipe's `fit(model, config, splits, run)` gets in a tuning trial: the parts of
+    `dlrecipes.Run` that `fit` uses, without a run directory.
+
+    `callbacks` are those that decide what `train` scores (the weight average swapped in for
+    validation, early stopping, the NaN guard), with keras-tuner's after them, so its best-epoch
+    checkpoint and the objective it records are the weights and scores `train` would validate;
+    `restore_best` starts a later phase from the trial's best epoch so far, as `train` does.
+    """
+
+    def __init__(self, config: RecipeConfig, tuner_callbacks: list) -> None:
+        self.config = config
+        self.jit = runtime.use_jit(config.jit)
+        self._tuner_callbacks = tuner_callbacks
+        self._best = _BestWeights()
+        self.history = _Epochs()
+
+    def callbacks(self, fit: str = "train", *, epochs: int | None = None) -> list:
+        """The trial's callbacks for one `fit` (`fit` and `epochs` as `Run.callbacks` takes
+        them: every fit of a trial reports to the same tuner)."""
+        callbacks: list = []
+        if self.config.ema:
+            # Averaged weights at every epoch's end too, for the tuner's checkpoint.
+            callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+        if self.config.early_stopping:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor=cb.MONITOR, mode="max", patience=self.config.early_stopping
+                )
+            )
+        return [
+            *callbacks,
+            self._best,
+            self.history,
+            cb.EpochLine(epochs),
+            *self._tuner_callbacks,
+            cb.NanGuard(),
+        ]
+
+    def resumable(self, ds: tf.data.Dataset) -> tf.data.Dataset:
+        """The training data as it is: a trial is not backed up."""
+        return ds
+
+    def restore_best(self, model: keras.Model) -> None:
+        """Gives `model` the weights of the trial's best epoch so far, if any."""
+        if self._best.weights is not None:
+            model.set_weights(self._best.weights)
+
+
+class _BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the best epoch by validation accuracy (those validated: with a
+    weight average, the average), in memory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.best = -float("inf")
+        self.weights: list | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        score = (logs or {}).get(cb.MONITOR)
+        if score is not None and float(score) > self.best:
+            self.best = float(score)
+            self.weights = self.model.get_weights()
+
+
+class _Epochs(keras.callbacks.History):
+    """`History` of every fit of a trial, phases together (Keras' own starts anew each fit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = []
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        pass
+
+
 class ConfigHyperModel(keras_tuner.HyperModel):
     """Searches over named fields of a recipe config, starting from the config's own values, and
-    trains each trial the way `dlrecipes.training.train` trains a run.
+    trains each trial with the recipe's own `fit`, the one `train` calls.
 
     Each dimension's default is the config's value, and the search's first trial tries exactly
     those defaults (see `tuners._DefaultsFirst`), so a search never reports less than the
@@ -37,21 +113,17 @@ class ConfigHyperModel(keras_tuner.HyperModel):
     too: a choice list gains it, a float range widens to reach it (`notes` says so).
 
     A trial seeds the random generators, loads its data with its own config (batch size,
-    shuffling and augmentation as `train` has them), builds and compiles the model and fits it
-    with the callbacks that decide what `train` scores (`dlrecipes.callbacks.scoring`: the
-    weight average swapped in for validation, the NaN guard, early stopping), in that order. So
-    `train` with `train_config(hp)` scores what the trial scored: to the digit when the config
-    has `deterministic` set, within run-to-run noise otherwise.
+    shuffling and augmentation as `train` has them), builds the model, and hands both to the
+    recipe's `fit` with a `Trial` in place of the run. So `train` with `train_config(hp)`
+    scores what the trial scored: to the digit when the config has `deterministic` set, within
+    run-to-run noise otherwise.
 
     Args:
         config: the recipe config; its values are the defaults of every hyperparameter.
-        info: the dataset's info (kept for recipes that read it; each trial loads its own data).
-        build_model: the recipe's `build_model(config, info)`.
         space: field name -> list of choices, or `(low, high)` / `(low, high, "log")`.
-        load_data: the recipe's `load_data(config)`; `tuning.search` sets it from the recipe.
-        phases: the recipe's `phases(config)` if it trains in phases (`tuning.search` sets it
-            from the recipe); each trial then trains every phase of its config, one after
-            another (`dlrecipes.phases.fit`).
+        load_data: the recipe's `load_data(config) -> Splits`.
+        build_model: the recipe's `build_model(config, info) -> keras.Model`.
+        fit: the recipe's `fit(model, config, splits, run)`: compile and fit, every phase.
 
     Raises:
         ConfigError: a config value lies outside a log-scale range and below or at zero, where
@@ -61,12 +133,11 @@ class ConfigHyperModel(keras_tuner.HyperModel):
     def __init__(
         self,
         config: RecipeConfig,
-        info: DataInfo | None,
-        build_model: Callable[[Any, DataInfo], keras.Model],
         space: Space,
         *,
-        load_data: Callable[[Any], Splits] | None = None,
-        phases: Callable[[Any], list[Phase]] | None = None,
+        load_data: Callable[[Any], Splits],
+        build_model: Callable[[Any, DataInfo], keras.Model],
+        fit: Callable[[keras.Model, Any, Splits, Any], Any],
     ) -> None:
         super().__init__(name=type(config).__name__)
         fields = {f.name for f in dataclasses.fields(config)}
@@ -74,10 +145,9 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         if unknown:
             raise ValueError(f"Search space names {unknown}, which are not config fields.")
         self.config = config
-        self.info = info
-        self.build_model = build_model
         self.load_data = load_data
-        self.phases = phases
+        self.build_model = build_model
+        self.fit_model = fit
         self.notes: list[str] = []
         self.space = {name: self._reach(name, dim) for name, dim in space.items()}
         self._splits: Splits | None = None
@@ -155,16 +225,11 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         return dataclasses.replace(self.config, **chosen, epochs=epochs, warmup_epochs=warmup)
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-        """Seeds, loads the trial's data and builds the compiled model, in `train`'s order.
+        """Seeds, loads the trial's data and builds its model, in `train`'s order.
 
         Execution `i` of a trial (`--executions-per-trial`) seeds with `seed + i`, so its
         executions differ in their random draws; the first is the one `train` repeats.
         """
-        if self.load_data is None:
-            raise ValueError(
-                "ConfigHyperModel needs the recipe's load_data to load each trial's data: pass "
-                "load_data=, or run it through dlrecipes.tuning.search."
-            )
         config = self.config_for(hp)
         # keras-tuner builds the same `hp` object once per execution of a trial.
         self._execution = self._execution + 1 if hp is self._last_hp else 0
@@ -172,8 +237,7 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         runtime.seed_everything(config.seed + self._execution, config.deterministic)
         runtime.set_precision(config.precision)
         self._splits = self.load_data(config)
-        steps = count_batches(self._splits.train)
-        return compile_model(self.build_model(config, self._splits.info), config, steps)
+        return self.build_model(config, self._splits.info)
 
     def fit(
         self,
@@ -183,44 +247,15 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         callbacks: list[keras.callbacks.Callback] | None = None,
         **kwargs: Any,
     ) -> keras.callbacks.History:
-        """Fits `model` on the data `build` loaded for this trial, with `train`'s scoring
-        callbacks first and keras-tuner's after them (so its best-epoch checkpoint holds the
-        weights that were validated).
+        """Trains `model` with the recipe's `fit` on the data `build` loaded for this trial,
+        keras-tuner's `callbacks` reporting every epoch of every fit.
 
-        Data passed by keras-tuner is not used: the trial's own batches are. Hyperband's
-        `initial_epoch` and `epochs` are kept.
+        Data, epochs and verbosity passed by keras-tuner are not used: the trial's own batches
+        and config are (a Hyperband trial's config has the epochs of its round).
 
         Raises:
             TrainingDiverged: the loss became NaN or infinite (the trial is marked failed).
         """
-        config = self.config_for(hp)
-        initial_epoch = kwargs.get("initial_epoch", 0)
-        scoring, guard = cb.scoring(config, average_at_epoch_end=True)
-        callbacks = [*scoring, *(callbacks or [])]
-        verbose = kwargs.get("verbose", 2)
-        # shuffle=False: the tf.data pipeline shuffles; Keras warns about shuffle=True.
-        if self.phases is None:
-            history = model.fit(
-                self._splits.train,
-                validation_data=self._splits.validation,
-                initial_epoch=initial_epoch,
-                epochs=initial_epoch + config.epochs,
-                callbacks=callbacks,
-                verbose=verbose,
-                shuffle=False,
-            )
-        else:  # every phase of the trial's config, whatever epochs the tuner asks
-            history = phases.fit(
-                model,
-                self.phases(config),
-                self._splits.train,
-                self._splits.validation,
-                steps=count_batches(self._splits.train),
-                compile=compile_model,
-                callbacks=callbacks,
-                verbose=verbose,
-                shuffle=False,
-            )
-        if guard.message:
-            raise TrainingDiverged(guard.message)
-        return history
+        trial = Trial(self.config_for(hp), list(callbacks or []))
+        self.fit_model(model, trial.config, self._splits, trial)
+        return trial.history

@@ -48,10 +48,10 @@ class SearchOptions:
             raise ConfigError("--max-epochs must be at least 1.")
 
 
-def add_search_flags(parser: argparse.ArgumentParser) -> None:
-    """The `tune` flags that set `SearchOptions`."""
+def add_search_flags(parser: argparse.ArgumentParser, tuner: str = SearchOptions.tuner) -> None:
+    """The `tune` flags that set `SearchOptions` (`tuner`: the default `--tuner`)."""
     group = parser.add_argument_group("search")
-    group.add_argument("--tuner", choices=TUNERS, default=SearchOptions.tuner)
+    group.add_argument("--tuner", choices=TUNERS, default=tuner)
     group.add_argument(
         "--max-trials",
         type=int,

@@ -1,18 +1,21 @@
-"""Running a search: `search(recipe, config, options)` runs or resumes it and writes its results."""
+"""Running a search: `search(recipe, config, options, ...)` runs or resumes it and writes its
+results."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dlrecipes import runtime
+import keras
+
 from dlrecipes.config import RecipeConfig, flag
-from dlrecipes.contract import Recipe
+from dlrecipes.data import DataInfo, Splits
 from dlrecipes.errors import RunDirError, TuningFailed
 from dlrecipes.tuning import report
-from dlrecipes.tuning.hypermodel import ConfigHyperModel
+from dlrecipes.tuning.hypermodel import ConfigHyperModel, Space
 from dlrecipes.tuning.options import SearchOptions
 from dlrecipes.tuning.tuners import build_tuner, is_worker
 
@@ -36,8 +39,19 @@ class SearchResult:
     best_hparams_path: Path | None
 
 
-def search(recipe: Recipe, config: RecipeConfig, options: SearchOptions) -> SearchResult:
-    """Runs (or resumes) a hyperparameter search for `recipe`, then writes its results.
+def search(
+    recipe: str,
+    config: RecipeConfig,
+    options: SearchOptions,
+    *,
+    load_data: Callable[[Any], Splits],
+    build_model: Callable[[Any, DataInfo], keras.Model],
+    fit: Callable[[keras.Model, Any, Splits, Any], Any],
+    space: Space,
+) -> SearchResult:
+    """Runs (or resumes) a hyperparameter search over `space` for the recipe named `recipe`,
+    training every trial with the recipe's own `load_data`, `build_model` and `fit` (see
+    `ConfigHyperModel`), then writes its results.
 
     The results, in `options.directory` (default `runs/<recipe>/tuning/`): `best_hparams.json`
     (the best trial's whole config, for `train --hparams`), `trials.csv`, `tuning_report.md` and
@@ -48,34 +62,25 @@ def search(recipe: Recipe, config: RecipeConfig, options: SearchOptions) -> Sear
         RunDirError: `directory` holds a search started with another tuner or other settings.
         TuningFailed: no trial completed; the results still list every trial and its error.
     """
-    directory = Path(options.directory or Path("runs") / recipe.name / "tuning")
+    directory = Path(options.directory or Path("runs") / recipe / "tuning")
     epochs = options.max_epochs or config.epochs
     config = dataclasses.replace(config, epochs=epochs)
-    record_path = directory / recipe.name / SEARCH_FILE
+    record_path = directory / recipe / SEARCH_FILE
     record = _record(config, options)
     if not options.overwrite:
         _check_resumable(directory, record_path, record)
     if options.overwrite and not is_worker():
         report.remove(directory)
-    runtime.seed_everything(config.seed, config.deterministic)
-    runtime.set_precision(config.precision)
-    splits = recipe.load_data(config)
-    hypermodel = recipe.build_hypermodel(config, splits.info)
-    if not isinstance(hypermodel, ConfigHyperModel):
-        raise TypeError(
-            f"{recipe.name}'s build_hypermodel returned a {type(hypermodel).__name__}; "
-            "tuning.search needs a dlrecipes.tuning.ConfigHyperModel, which records and trains "
-            "each trial's config as train does."
-        )
-    if hypermodel.load_data is None:
-        hypermodel.load_data = recipe.load_data
-    if hypermodel.phases is None:
-        hypermodel.phases = recipe.phases
+    hypermodel = ConfigHyperModel(
+        config, space, load_data=load_data, build_model=build_model, fit=fit
+    )
+    # Prepares the dataset (TFDS, word vectors) once, before the workers start.
+    load_data(config)
     tuner = build_tuner(
         hypermodel,
         options,
         directory=directory,
-        project_name=recipe.name,
+        project_name=recipe,
         max_epochs=epochs,
         seed=config.seed,
     )
@@ -102,7 +107,7 @@ def search(recipe: Recipe, config: RecipeConfig, options: SearchOptions) -> Sear
         tuner=options.tuner,
         stopped=stopped,
     )
-    best = report.write(directory, summary, recipe.name)
+    best = report.write(directory, summary, recipe)
     report_path = directory / "tuning_report.md"
     print(f"\n{summary.table()}\n\n{summary.counts_text()}; report: {report_path}")
     if best is None:

@@ -25,19 +25,19 @@ best epoch by validation accuracy over both phases is the model that gets scored
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
+from pathlib import Path
 from typing import ClassVar
 
 import dlrecipes
-from dlrecipes import data, study
+from dlrecipes import data, evaluation, few_label_study, optimizers, tuning
 from dlrecipes.errors import ConfigError
 from dlrecipes.models import bases, transfer
-from dlrecipes.phases import Phase
 
 import keras
-import keras_tuner
 import tensorflow as tf
+
+NAME = "fine_tuning"  # runs go to runs/fine_tuning/<run-id>/
 
 # A few-label training set is repeated so an epoch holds at least this many examples: with 5
 # labels per class an epoch would otherwise be a single step.
@@ -89,7 +89,6 @@ class Config(dlrecipes.RecipeConfig):
     study: str = ""  # e.g. 5,10,50,all; empty: one ordinary run
     study_seeds: int = 3
 
-    STUDY_ARMS: ClassVar = {"fine-tuned": {}, "from scratch": {"from_scratch": True}}
     # A run of seconds: a tiny random BERT with MiniLM's vocabulary, on 50 texts per class.
     TINY: ClassVar = {
         "base": "tiny-bert",
@@ -122,7 +121,7 @@ class Config(dlrecipes.RecipeConfig):
         if self.sequence_length < 3 or self.study_seeds < 1:
             raise ConfigError("sequence_length must be at least 3 and study_seeds at least 1.")
         if self.study:
-            study.counts(self.study)
+            few_label_study.counts(self.study)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,45 +198,109 @@ def build_model(config: Config, info: data.DataInfo) -> keras.Model:
 
 
 # ---------------------------------------------------------------------------------------------
-# The protocol: phase 1 trains the head alone, phase 2 the top of the base as well.
+# Training in two phases, one fit each: phase 1 trains the new head on the frozen base, phase 2
+# the top of the base as well, from phase 1's best epoch, at the lower learning rate. Epochs are
+# counted across both, so history.csv, curves.png and TensorBoard read as one run, and the best
+# epoch over both is the model that gets scored. `train` runs it inside a run directory (each
+# phase backed up on its own: a resumed run repeats no finished phase); every tuning trial runs
+# it too, with a `tuning.Trial` in place of the run.
 # ---------------------------------------------------------------------------------------------
 
 
-def phases(config: Config) -> list[Phase]:
-    if config.from_scratch:  # the baseline: every layer, batch norm included, for the same epochs
-        everything = dataclasses.replace(
-            config,
-            epochs=config.head_epochs + config.epochs,
-            learning_rate=config.head_learning_rate,
+def fit(
+    model: keras.Model, config: Config, splits: data.Splits, run: dlrecipes.Run | tuning.Trial
+) -> None:
+    steps = data.count_batches(splits.train)
+    total = config.head_epochs + config.epochs
+
+    def compile_and_fit(phase: str, phase_config: Config, first_epoch: int) -> None:
+        print(
+            f"{phase}: {transfer.describe_trainable(model)}, learning rate "
+            f"{phase_config.learning_rate:g}.",
+            flush=True,
         )
-        setup = functools.partial(transfer.unfreeze, top="all", batch_norm=True)
-        return [Phase("from scratch", everything, setup)]
-    plan = []
+        model.compile(
+            optimizer=optimizers.optimizer(phase_config, steps),  # AdamW, warm-up, cosine
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=run.jit,
+        )
+        model.fit(
+            run.resumable(splits.train),  # with --backup-steps, resumes mid-epoch
+            steps_per_epoch=steps,
+            validation_data=splits.validation,
+            initial_epoch=first_epoch,
+            epochs=first_epoch + phase_config.epochs,
+            callbacks=run.callbacks(phase, epochs=total),  # a backup of this phase's own
+            verbose=0,
+        )
+
+    if config.from_scratch:  # the study's baseline: every layer, batch norm included, one phase
+        transfer.unfreeze(model, top="all", batch_norm=True)
+        scratch = dataclasses.replace(config, epochs=total, learning_rate=config.head_learning_rate)
+        compile_and_fit("from scratch", scratch, 0)
+        return
     if config.head_epochs:
+        transfer.unfreeze(model, top=0)  # phase 1: the head alone
         head = dataclasses.replace(
             config,
             epochs=config.head_epochs,
             learning_rate=config.head_learning_rate,
             warmup_epochs=0.0,
         )
-        plan.append(Phase("head", head, functools.partial(transfer.unfreeze, top=0)))
-    plan.append(
-        Phase("fine-tune", config, functools.partial(transfer.unfreeze, top=config.unfreeze))
-    )
-    return plan
+        compile_and_fit("head", head, 0)
+        run.restore_best(model)  # phase 2 starts from phase 1's best epoch
+    transfer.unfreeze(model, top=config.unfreeze)  # phase 2: the top of the base as well
+    compile_and_fit("fine-tune", config, config.head_epochs)
+
+
+def train(
+    config: Config, run_dir: Path | None = None, *, resume: bool = False, export: bool = False
+) -> dlrecipes.RunResult:
+    if config.study:  # fine-tuned against from scratch, at each label count, over seeds
+        arms = {"fine-tuned": {}, "from scratch": {"from_scratch": True}}
+        return few_label_study.run(train, NAME, config, arms, run_dir, resume=resume)
+    # The run directory is claimed only once data and model are ready, so a refusal leaves nothing.
+    run = dlrecipes.Run(NAME, config, run_dir, resume=resume)
+    with run.chief_first():  # several hosts: the chief prepares the dataset, then the others
+        splits = load_data(config)
+    with run.strategy.scope():
+        model = build_model(config, splits.info)
+    with run.claim():  # Ctrl-C from here on prints the command that resumes the run
+        fit(model, config, splits, run)
+        model = run.best_model()  # the best epoch of both phases, by validation accuracy
+        metrics = run.evaluate(model, splits)
+        run.report(metrics, splits.info.class_names)  # curves.png, confusion.png, report.md
+        if export:
+            run.export(model)  # a SavedModel taking the raw inputs (strings or uint8 images)
+        return run.finish(metrics)  # metrics.json, written last
+
+
+def evaluate(config: Config, model_path: Path) -> dict:
+    return evaluation.test_metrics(dlrecipes.load_model(model_path), load_data(config))
 
 
 # ---------------------------------------------------------------------------------------------
-# Search space for Keras Tuner, centred on the defaults above. Each trial trains both phases;
-# use --tuner random or bayesian (Hyperband's rounds of growing epochs do not know phases).
+# Search space for Keras Tuner, centred on the defaults above. Each trial trains both phases
+# with `fit`, so the search is Bayesian unless --tuner says otherwise: Hyperband's rounds grow a
+# trial's epochs and continue it from its last weights, which two fixed phases cannot follow.
 # ---------------------------------------------------------------------------------------------
 
 
-def build_hypermodel(config: Config, info: data.DataInfo) -> keras_tuner.HyperModel:
-    return dlrecipes.tuning.ConfigHyperModel(
+def tune(config: Config, options: tuning.SearchOptions) -> tuning.SearchResult:
+    if options.tuner == "hyperband":
+        raise ConfigError(
+            "--tuner hyperband grows each trial's epochs in rounds and continues it from its "
+            "last weights, which this recipe's two phases cannot follow: use --tuner bayesian "
+            "(the default here) or --tuner random."
+        )
+    return tuning.search(
+        NAME,
         config,
-        info,
-        build_model,
+        options,
+        load_data=load_data,
+        build_model=build_model,
+        fit=fit,
         space={
             "head_epochs": [0, 1, 2],
             "head_learning_rate": (1e-4, 1e-2, "log"),
@@ -248,17 +311,11 @@ def build_hypermodel(config: Config, info: data.DataInfo) -> keras_tuner.HyperMo
     )
 
 
-def main() -> None:
-    recipe = dlrecipes.Recipe(
-        name="fine_tuning",
-        config_class=Config,
-        load_data=load_data,
-        build_model=build_model,
-        build_hypermodel=build_hypermodel,
-        phases=phases,
+def main(argv: list[str] | None = None) -> int:
+    return dlrecipes.cli.main(
+        NAME, Config, train=train, tune=tune, evaluate=evaluate, argv=argv, tuner="bayesian"
     )
-    raise SystemExit(dlrecipes.cli.run(recipe))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

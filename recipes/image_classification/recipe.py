@@ -16,14 +16,16 @@ folder:PATH` runs the same recipe on a TFDS catalog set (downloaded once) or on 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import ClassVar
 
 import dlrecipes  # before keras: keeps TensorFlow's start-up log lines off the screen
-from dlrecipes import data
+from dlrecipes import data, evaluation, optimizers, tuning
 from dlrecipes.models import vision
 
 import keras
-import keras_tuner
+
+NAME = "image_classification"  # runs go to runs/image_classification/<run-id>/
 
 # ---------------------------------------------------------------------------------------------
 # Config: every knob is a field and a flag; the defaults are the best measured so far.
@@ -144,17 +146,70 @@ def build_model(config: Config, info: data.DataInfo) -> keras.Model:
 
 
 # ---------------------------------------------------------------------------------------------
-# Search space for Keras Tuner, centred on the defaults above.
+# Training: compile and fit. `train` runs it inside a run directory; every tuning trial runs it
+# too, with a `tuning.Trial` in place of the run, so a trial trains exactly as `train` does.
 # ---------------------------------------------------------------------------------------------
 
 
-def build_hypermodel(config: Config, info: data.DataInfo) -> keras_tuner.HyperModel:
+def fit(
+    model: keras.Model, config: Config, splits: data.Splits, run: dlrecipes.Run | tuning.Trial
+) -> None:
+    steps = data.count_batches(splits.train)
+    model.compile(
+        optimizer=optimizers.optimizer(config, steps),  # AdamW, cosine decay, weight average
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=run.jit,  # XLA: on for one GPU, off on CPU where it measured slower
+    )
+    model.fit(
+        run.resumable(splits.train),  # with --backup-steps, resumes mid-epoch
+        steps_per_epoch=steps,
+        validation_data=splits.validation,
+        epochs=config.epochs,
+        # history.csv, backups, the best model.keras, TensorBoard, one line an epoch, NaN guard
+        callbacks=run.callbacks(),
+        verbose=0,
+    )
+
+
+def train(
+    config: Config, run_dir: Path | None = None, *, resume: bool = False, export: bool = False
+) -> dlrecipes.RunResult:
+    # The run directory is claimed only once data and model are ready, so a refusal leaves nothing.
+    run = dlrecipes.Run(NAME, config, run_dir, resume=resume)
+    with run.chief_first():  # several hosts: the chief prepares the dataset, then the others
+        splits = load_data(config)
+    with run.strategy.scope():
+        model = build_model(config, splits.info)
+    with run.claim():  # Ctrl-C from here on prints the command that resumes the run
+        fit(model, config, splits, run)
+        model = run.best_model()  # the best epoch by validation accuracy, weights averaged
+        metrics = run.evaluate(model, splits)
+        run.report(metrics, splits.info.class_names)  # curves.png, confusion.png, report.md
+        if export:
+            run.export(model)  # a SavedModel taking uint8 images
+        return run.finish(metrics)  # metrics.json, written last
+
+
+def evaluate(config: Config, model_path: Path) -> dict:
+    return evaluation.test_metrics(dlrecipes.load_model(model_path), load_data(config))
+
+
+# ---------------------------------------------------------------------------------------------
+# Search space for Keras Tuner, centred on the defaults above. Each trial trains with `fit`.
+# ---------------------------------------------------------------------------------------------
+
+
+def tune(config: Config, options: tuning.SearchOptions) -> tuning.SearchResult:
     # Widths are the config's scaled by 1/2, 1 and 2, so a `--tiny` search stays tiny.
     widths = [tuple(max(4, round(w * f)) for w in config.widths) for f in (0.5, 1.0, 2.0)]
-    return dlrecipes.tuning.ConfigHyperModel(
+    return tuning.search(
+        NAME,
         config,
-        info,
-        build_model,
+        options,
+        load_data=load_data,
+        build_model=build_model,
+        fit=fit,
         space={
             "widths": widths,
             "depth": [1, 2, 3],
@@ -168,16 +223,9 @@ def build_hypermodel(config: Config, info: data.DataInfo) -> keras_tuner.HyperMo
     )
 
 
-def main() -> None:
-    recipe = dlrecipes.Recipe(
-        name="image_classification",
-        config_class=Config,
-        load_data=load_data,
-        build_model=build_model,
-        build_hypermodel=build_hypermodel,
-    )
-    raise SystemExit(dlrecipes.cli.run(recipe))
+def main(argv: list[str] | None = None) -> int:
+    return dlrecipes.cli.main(NAME, Config, train=train, tune=tune, evaluate=evaluate, argv=argv)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

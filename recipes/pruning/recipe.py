@@ -4,49 +4,41 @@
     python recipes/pruning/recipe.py train --tiny     # seconds: a smoke run
     python recipes/pruning/recipe.py train --model runs/text_bilstm/<id>/model.keras
     python recipes/pruning/recipe.py evaluate --model runs/pruning/<id>/model.keras \
-        --dataset idx:../shared/data/mnist-test
+        --dataset idx:DIR                             # e.g. the official MNIST test files
     make pruning ARGS="--sparsities 0.5,0.8,0.9,0.95"
 
 It starts from a trained model of this project (`--model`); without one it trains the image
-recipe's default once (`recipes/image_classification/recipe.py train`, about a minute) and keeps
-it in `~/.cache/dlrecipes/pruning/image_classification-default/` (`$DLRECIPES_CACHE` moves it) for
-later runs. From it, one run makes and compares:
+recipe's default once (`recipes/image_classification/recipe.py train`, about a minute) into
+`~/.cache/dlrecipes/pruning/image_classification-default/` (`$DLRECIPES_CACHE` moves it) and
+reuses it. From it, one run makes and compares, each in its own folder of the run:
 - magnitude (unstructured) pruning at each of `--sparsities`, fine-tuned with masks;
 - structured pruning of each of `--channel-fractions` of the channels, then fine-tuned;
 - a small dense model with as many non-zero weights as the `--baseline-sparsity` one, trained
   from scratch the way the source model was, then fine-tuned like the others;
-and for each: accuracy, parameters, non-zeros, FLOPs, gzip size, CPU latency and throughput; then
-exports the best pruned model as .keras, SavedModel, TFLite and int8 TFLite.
+and for each: accuracy, parameters, non-zeros, FLOPs, gzip size, CPU latency and throughput. The
+best pruned model becomes the run's `model.keras`; `--export` writes it as a SavedModel, TFLite
+and int8 TFLite, each scored on the test split. A stopped run resumes inside the fit it was in.
+
+`tune` is not offered: this recipe compares its settings side by side in `train`; tune the
+source model with its own recipe.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import ClassVar
 
 import dlrecipes  # before keras: keeps TensorFlow's start-up log lines off the screen
-from dlrecipes import callbacks, copying, data, pruning, reports, runtime, training
-from dlrecipes.data import wheels
-from dlrecipes.errors import CheckpointError, ConfigError, TrainingDiverged
-from dlrecipes.pruning import compare, litert, measure
+from dlrecipes import data, evaluation, optimizers, progress, pruning
+from dlrecipes.errors import ConfigError
+from dlrecipes.multihost import cluster
+from dlrecipes.pruning import compare, source, variants
 
 import keras
-import numpy as np
-import tensorflow as tf
 
-# ---------------------------------------------------------------------------------------------
-# Config: every knob is a field and a flag; the defaults are the best measured so far.
-# ---------------------------------------------------------------------------------------------
-
-DEFAULT_SOURCE = "image_classification"
-# How the source model was trained: the settings of its run's config.json that the small dense
-# baseline is trained from scratch with.
+NAME = "pruning"  # runs go to runs/pruning/<run-id>/, a folder per variant inside
+# The settings of the source run's config.json that the small dense model is trained with.
 TRAINING_FIELDS = (
     "epochs",
     "optimizer",
@@ -57,6 +49,10 @@ TRAINING_FIELDS = (
     "weight_decay",
     "ema",
 )
+
+# ---------------------------------------------------------------------------------------------
+# Config: every knob is a field and a flag; the defaults are the best measured so far.
+# ---------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -152,80 +148,7 @@ class Config(dlrecipes.RecipeConfig):
 
     def per_layer(self) -> dict[str, float]:
         """`layer_sparsity` as {layer name: sparsity}."""
-        pairs = {}
-        for item in self.layer_sparsity:
-            name, _, value = item.partition("=")
-            try:
-                pairs[name.strip()] = float(value)
-            except ValueError:
-                raise ConfigError(
-                    f"--layer-sparsity {item!r} is not NAME=FRACTION, e.g. predictions=0.5."
-                ) from None
-        return pairs
-
-
-# ---------------------------------------------------------------------------------------------
-# The source model: --model, or the image recipe's default, trained once and cached.
-# ---------------------------------------------------------------------------------------------
-
-
-def source_path(config: Config) -> Path:
-    """The model to prune; trains and caches the image recipe's default when none is given."""
-    if config.model:
-        return Path(config.model)
-    cached = wheels.cache_dir() / "pruning" / f"{DEFAULT_SOURCE}-{config.default_model}"
-    if (cached / "model.keras").exists() and (cached / "metrics.json").exists():
-        return cached / "model.keras"
-    script = copying.recipes_dir() / DEFAULT_SOURCE / "recipe.py"
-    if not script.exists():
-        raise CheckpointError(
-            f"No --model given and the image recipe is not at {script} to train one; pass "
-            "--model PATH of a trained model.keras."
-        )
-    print(f"No --model given: training the image recipe's {config.default_model} model once.")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cached.parent) as tmp:
-        args = ["train", "--run-dir", str(Path(tmp) / "run"), "--seed", str(config.seed)]
-        args += ["--tiny"] if config.default_model == "tiny" else []
-        status = subprocess.run([sys.executable, str(script), *args]).returncode
-        if status != 0:
-            raise CheckpointError(
-                f"Training the image recipe's default model failed (exit status {status}, its "
-                "output is above); pass --model PATH to prune a model you have."
-            )
-        shutil.rmtree(cached, ignore_errors=True)
-        (Path(tmp) / "run").rename(cached)
-    print(f"Cached the model to prune in {cached} (reused by later runs).")
-    return cached / "model.keras"
-
-
-def source_config(config: Config) -> dict:
-    """The config.json of the run that made the source model ({} if it has none)."""
-    path = source_path(config).parent / "config.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def resolve(config: Config, model: keras.Model) -> Config:
-    """The config with the model path, its data (dataset, image size, split seed) and its kind
-    of input filled in from the source run."""
-    trained = source_config(config)
-    dataset = config.dataset or trained.get("dataset")
-    if not dataset:
-        raise ConfigError(
-            f"{source_path(config)} has no config.json beside it to tell its dataset; pass "
-            "--dataset (the one it was trained on)."
-        )
-    image_size = config.image_size or trained.get("image_size")
-    return dataclasses.replace(
-        config,
-        model=str(source_path(config)),
-        dataset=dataset,
-        inputs=config.inputs or ("text" if model.inputs[0].dtype == "string" else "image"),
-        image_size=tuple(image_size) if image_size else None,
-        data_seed=trained.get("seed", config.seed)
-        if config.data_seed is None
-        else config.data_seed,
-    )
+        return variants.layer_sparsity(self.layer_sparsity)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,25 +183,10 @@ def load_data(config: Config) -> data.Splits:
     )
 
 
-def arrays(ds) -> tuple[np.ndarray, np.ndarray]:
-    """A batched `(input, label)` dataset as two arrays."""
-    xs, ys = zip(*ds.as_numpy_iterator(), strict=True)
-    return np.concatenate(xs), np.concatenate(ys)
-
-
 # ---------------------------------------------------------------------------------------------
-# Model: the trained source model itself (this recipe builds nothing from scratch but the
-# small dense baseline, which `pruning.resize` derives from it).
-# ---------------------------------------------------------------------------------------------
-
-
-def build_model(config: Config, info: data.DataInfo) -> keras.Model:
-    return training.load_model(source_path(config))
-
-
-# ---------------------------------------------------------------------------------------------
-# Fine-tuning: the same optimizer, schedule and epochs for every variant; a backup per variant,
-# so a killed run resumes inside the variant it was training.
+# Fine-tuning: the same optimizer, schedule and epochs for every variant, each fit backed up on
+# its own, so a stopped run resumes inside the variant and the fit it was in. No best epoch is
+# kept: a pruned model is scored once its sparsity is reached, at its last epoch.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -286,316 +194,119 @@ def fit(
     model: keras.Model,
     config: dlrecipes.RecipeConfig,
     splits: data.Splits,
-    out: Path,
+    run: dlrecipes.Run,
+    name: str = "fine-tune",
     extra: list[keras.callbacks.Callback] = (),
-    logs: Path | None = None,
-) -> None:
-    """Trains `model` for `config.epochs` with `config`'s optimizer, logging into `out` and
-    TensorBoard logs into `logs` (default `<run>/tensorboard/<variant>`)."""
-    out.mkdir(parents=True, exist_ok=True)
-    steps = training.count_batches(splits.train)
-    training.compile_model(model, config, steps)
-    guard = callbacks.NanGuard()
+) -> keras.Model:
+    steps = data.count_batches(splits.train)
+    model.compile(
+        optimizer=optimizers.optimizer(config, steps),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=run.jit,
+    )
     model.fit(
-        splits.train,
+        run.resumable(splits.train),  # with --backup-steps, resumes mid-epoch
+        steps_per_epoch=steps,
         validation_data=splits.validation,
         epochs=config.epochs,
-        callbacks=[
-            guard,
-            keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True),
-            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema else []),
-            callbacks.HistoryCSV(out / "history.csv"),
-            keras.callbacks.TensorBoard(str(logs or out.parent / "tensorboard" / out.name)),
-            *extra,
-        ],
-        verbose=2,
-        shuffle=False,  # the tf.data pipeline shuffles; Keras warns about shuffle=True
+        callbacks=[*run.callbacks(name, keep_best=False), *extra],  # masks after the backup
+        verbose=0,
     )
-    if guard.message:
-        raise TrainingDiverged(guard.message)
-
-
-def magnitude_pruned(
-    config: Config, splits: data.Splits, strategy, sparsity: float, out: Path
-) -> keras.Model:
-    """The source model fine-tuned while its kernels are pruned to `sparsity`."""
-    steps = training.count_batches(splits.train) * config.epochs
-    schedule = pruning.PolynomialDecay(
-        initial_sparsity=0.0,
-        final_sparsity=sparsity,
-        begin_step=0,
-        end_step=max(1, round(config.pruning_end * steps) - 1),
-        frequency=config.frequency,
-    )
-    with strategy.scope():
-        model = training.load_model(config.model)
-        per_layer = config.per_layer()
-        pruning.select(model, schedule, per_layer)  # refuses names that cannot be pruned
-        sizes: dict[str, int] = {}
-        for target in pruning.select(model, schedule):
-            sizes[target.layer] = sizes.get(target.layer, 0) + int(np.prod(target.variable.shape))
-        chosen = {name: None for name, n in sizes.items() if n >= config.dense_below} | per_layer
-        chosen = {name: s for name, s in chosen.items() if s != 0}
-        callback = pruning.prune_low_magnitude(model, schedule, chosen)
-        fit(model, config, splits, out, [callback])
-    return pruning.strip(model)
-
-
-def structurally_pruned(
-    config: Config, splits: data.Splits, strategy, fraction: float, out: Path
-) -> keras.Model:
-    """The source model with `fraction` of its channels removed, then fine-tuned."""
-    with strategy.scope():
-        model = pruning.narrow(training.load_model(config.model), fraction)
-        fit(model, config, splits, out)
-    return pruning.without_optimizer(model)
-
-
-def small_dense(
-    config: Config, splits: data.Splits, strategy, nonzeros: int, out: Path
-) -> keras.Model:
-    """A narrower copy of the source architecture with about `nonzeros` weights, trained from
-    scratch as the source model was (its run's settings), then fine-tuned like the others."""
-    with strategy.scope():
-        source = training.load_model(config.model)
-        low, high = 0.0, 1.0
-        for _ in range(12):  # bisect the width factor on the parameter count
-            mid = (low + high) / 2
-            size = pruning.resize(source, pruning.scaled_widths(source, mid), copy_fixed=False)
-            low, high = (mid, high) if size.count_params() < nonzeros else (low, mid)
-        model = pruning.resize(source, pruning.scaled_widths(source, high))
-        trained_as = {k: v for k, v in source_config(config).items() if k in TRAINING_FIELDS}
-        scratch = dataclasses.replace(config, **trained_as)
-        logs = out.parent / "tensorboard" / f"{out.name}-from-scratch"
-        fit(model, scratch, splits, out / "from-scratch", logs=logs)
-        fit(model, config, splits, out)
-    return pruning.without_optimizer(model)
-
-
-# ---------------------------------------------------------------------------------------------
-# The run: every variant (skipping those a resumed run finished), then the comparison.
-# ---------------------------------------------------------------------------------------------
-
-
-def variants(config: Config, source: keras.Model) -> list[tuple[str, str, float]]:
-    """(name, kind, amount) of every model the run makes, dense first."""
-    rows = [("dense", "source", 0.0)]
-    rows += [(f"unstructured-{round(100 * s)}", "magnitude", s) for s in config.sparsities]
-    if pruning.channel_scores(source):
-        rows += [(f"structured-{round(100 * f)}", "channels", f) for f in config.channel_fractions]
-    rows.append(("small-dense", "baseline", config.baseline_sparsity))
-    return rows
-
-
-def make(
-    config: Config, splits: data.Splits, strategy, name: str, kind: str, amount: float, run: Path
-) -> keras.Model:
-    """Makes (or, when a resumed run has it, loads) the model of one variant."""
-    out = run / name
-    saved = out / "model.keras"
-    if saved.exists():
-        return training.load_model(saved)
-    out.mkdir(exist_ok=True)
-    config.save(out / "config.json")  # so `evaluate --model` finds the data of this model
-    print(f"== {name}")
-    if kind == "source":
-        model = pruning.without_optimizer(training.load_model(config.model))
-    elif kind == "magnitude":
-        model = magnitude_pruned(config, splits, strategy, amount, out)
-    elif kind == "channels":
-        model = structurally_pruned(config, splits, strategy, amount, out)
-    else:
-        sparse = training.load_model(run / f"unstructured-{round(100 * amount)}" / "model.keras")
-        model = small_dense(config, splits, strategy, pruning.count(sparse)["nonzeros"], out)
-    model.save(saved)
     return model
 
 
+def make(variant: variants.Variant, config: Config, splits: data.Splits, run: dlrecipes.Run):
+    """The model of one variant, trained in its own folder `run` (its part of the run)."""
+    with run.strategy.scope():
+        model = dlrecipes.load_model(config.model)
+        if variant.kind == "source":
+            return pruning.without_optimizer(model)
+        if variant.kind == "magnitude":
+            steps = data.count_batches(splits.train) * config.epochs
+            masks = variants.magnitude_pruning(
+                model,
+                variant.amount,
+                steps,
+                end=config.pruning_end,
+                frequency=config.frequency,
+                dense_below=config.dense_below,
+                per_layer=config.per_layer(),
+            )
+            return pruning.strip(fit(model, config, splits, run, extra=[masks]))
+        if variant.kind == "channels":
+            narrow = pruning.narrow(model, variant.amount)
+            return pruning.without_optimizer(fit(narrow, config, splits, run))
+        # The small dense control: as many weights as the matching sparse model has non-zeros,
+        # trained from scratch as the source model was, then fine-tuned like the others.
+        sparse = run.dir.parent / f"unstructured-{round(100 * variant.amount)}" / "model.keras"
+        small = variants.small_dense(model, pruning.count(dlrecipes.load_model(sparse))["nonzeros"])
+        trained_as = source.training_config(Path(config.model))
+        scratch = dataclasses.replace(
+            config, **{k: v for k, v in trained_as.items() if k in TRAINING_FIELDS}
+        )
+        fit(small, scratch, splits, run, name="from-scratch")
+        return pruning.without_optimizer(fit(small, config, splits, run))
+
+
+# ---------------------------------------------------------------------------------------------
+# The run: every variant (a resumed run loads those it finished), then the comparison, the best
+# pruned model as the run's model, the report and, with --export, its exports.
+# ---------------------------------------------------------------------------------------------
+
+
 def train(
-    recipe: dlrecipes.Recipe,
-    config: Config,
-    run_dir: Path | None,
-    *,
-    resume: bool = False,
-    export: bool = True,
-) -> training.RunResult:
-    """Makes every variant into `run_dir`, compares them, and exports the best pruned model
-    (always: `export` is accepted for the shared command line)."""
-    run_dir = None if run_dir is None else Path(run_dir)
-    source = training.load_model(source_path(config))
-    config = resolve(config, source)
-    pruning.select(source, pruning.ConstantSparsity(0.5), config.per_layer())  # names usable?
-    training.check_run_dir(run_dir, resume)
-    runtime.seed_everything(config.seed, config.deterministic)
-    runtime.set_precision(config.precision)
-    strategy = runtime.strategy(config.strategy)
+    config: Config, run_dir: Path | None = None, *, resume: bool = False, export: bool = False
+) -> dlrecipes.RunResult:
+    if cluster.task(config.strategy) is not None or config.fold is not None:
+        raise ConfigError(
+            "The pruning recipe trains its variants one after another on one host: drop "
+            "--strategy multi_host (and TF_CONFIG) and --folds."
+        )
+    config = source.resolve(config)  # the source model (trained once if none is given), its data
+    run = dlrecipes.Run(NAME, config, run_dir, resume=resume)
     splits = load_data(config)
-    if not resume:
-        run_dir = training.claim_run_dir(run_dir, recipe.name, config)
-    x_val, y_val = arrays(splits.validation)
-    x_test, y_test = arrays(splits.test)
-
-    rows, models = [], {}
-    for name, kind, amount in variants(config, source):
-        models[name] = make(config, splits, strategy, name, kind, amount, run_dir)
-        row = {"model": name, "kind": kind, "amount": amount}
-        row["val_accuracy"] = compare.accuracy(models[name], x_val, y_val)
-        row |= compare.profile(models[name], run_dir / name / "model.keras", x_test, y_test)
-        rows.append(row)
-        print(f"{name}: test accuracy {row['test_accuracy']:.4f}, {row['nonzeros']:,} non-zeros")
-    timed = compare.speeds(models, x_test, config.timing_seconds)
-    for row in rows:
-        row |= timed[row["model"]]
-    if config.inputs == "image":  # TFLite runs no string preprocessing
-        tflite = {
-            name: litert.export(m, run_dir / name / "model.tflite") for name, m in models.items()
-        }
-        print("Timing the TFLite files at batch 1 through the LiteRT interpreter.")
-        invoke = litert.interleaved_latency(tflite, x_test[0], config.timing_seconds)
-        for row in rows:
-            row["tflite_latency_ms"] = 1e3 * invoke[row["model"]]
-            row["tflite_speedup_b1"] = invoke["dense"] / invoke[row["model"]]
-    compare.add_ratios(rows, rows[0])
-    best = pick_best(rows, config.tolerance)
-    return finish(config, run_dir, splits, rows, best, (x_test, y_test))
-
-
-def pick_best(rows: list[dict], tolerance: float) -> dict:
-    """The sparsest magnitude-pruned model within `tolerance` of dense on validation, else the
-    most accurate pruned one."""
-    pruned = [r for r in rows if r["kind"] in ("magnitude", "channels")]
-    close = [r for r in pruned if r["val_accuracy"] >= rows[0]["val_accuracy"] - tolerance]
-    if close:
-        return min(close, key=lambda r: (r["gzip_kb"], -r["val_accuracy"]))
-    return max(pruned, key=lambda r: r["val_accuracy"])
-
-
-# ---------------------------------------------------------------------------------------------
-# Export and report: the best pruned model as .keras, SavedModel, TFLite and int8 TFLite, each
-# scored on the test split (the TFLite files through the LiteRT interpreter).
-# ---------------------------------------------------------------------------------------------
-
-
-def exports(model: keras.Model, run_dir: Path, test, calibration: np.ndarray) -> list[dict]:
-    out = run_dir / "export"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
-    x, y = test
-    rows = []
-    shutil.copy(run_dir / "model.keras", out / "model.keras")
-    rows.append({"format": "keras", "accuracy": compare.accuracy(model, x, y)})
-    model.export(str(out / "saved_model"), verbose=False)
-    served = tf.saved_model.load(str(out / "saved_model"))
-    batches = range(0, len(x), 256)
-    probs = np.concatenate([served.serve(tf.constant(x[i : i + 256])) for i in batches])
-    rows.append({"format": "saved_model", "accuracy": float((probs.argmax(-1) == y).mean())})
-    for name, calibrate in (("model.tflite", None), ("model-int8.tflite", calibration)):
-        try:
-            litert.export(model, out / name, calibrate)
-            predicted = litert.predict(out / name, x).argmax(-1)
-        except Exception as err:  # noqa: BLE001 - converter and interpreter raise many kinds
-            # e.g. string inputs: TFLite needs TensorFlow ops the LiteRT interpreter lacks.
-            message = str(err).strip().splitlines()[-1][:200]
-            rows.append({"format": name, "error": f"{type(err).__name__}: {message}"})
-            continue
-        rows.append({"format": name, "accuracy": float((predicted == y).mean())})
-    paths = ["model.keras", "saved_model", "model.tflite", "model-int8.tflite"]
-    for row, path in zip(rows, paths, strict=True):
-        if (out / path).exists():
-            row["file"] = f"export/{path}"
-            row["bytes"] = measure.file_size(out / path)
-            row["gzip_kb"] = measure.gzip_size(out / path) / 1024
-    return rows
-
-
-COLUMNS = [
-    "model",
-    "test_accuracy",
-    "points_vs_dense",
-    "params",
-    "nonzeros",
-    "mflops",
-    "sparse_mflops",
-    "gzip_kb",
-    "size_vs_dense",
-    "latency_ms",
-    "speedup_b1",
-    "throughput",
-    "speedup_b256",
-    "tflite_latency_ms",
-    "tflite_speedup_b1",
-]
-
-
-def finish(
-    config: Config, run_dir: Path, splits: data.Splits, rows, best: dict, test
-) -> training.RunResult:
-    """Writes the run directory's files for the best pruned model and the comparison."""
-    best_dir = run_dir / best["model"]
-    model = training.load_model(best_dir / "model.keras")
-    shutil.copy(best_dir / "model.keras", run_dir / "model.keras")
-    shutil.copy(best_dir / "history.csv", run_dir / "history.csv")
-    metrics, _, _ = training.evaluate_model(model, splits)
-    calibration = test[0][: config.calibration]
-    exported = exports(model, run_dir, test, calibration)
-    dense_kb = rows[0]["gzip_kb"]
-    for row in exported:
-        if "gzip_kb" in row:
-            row["smaller_than_dense"] = dense_kb / row["gzip_kb"]
-    metrics |= {"best": best["model"], "models": rows, "exports": exported}
-    for row in rows:
-        print(" ".join(f"{k}={_short(row[k])}" for k in COLUMNS if k in row))
-    compare.plot_accuracy_vs_size(rows, run_dir / "accuracy_vs_size.png")
-    reports.plot_curves(run_dir / "history.csv", run_dir / "curves.png")
-    reports.plot_confusion(
-        metrics["confusion_matrix"], splits.info.class_names, run_dir / "confusion.png"
+    source_model = dlrecipes.load_model(config.model)
+    plan = variants.plan(
+        source_model, config.sparsities, config.channel_fractions, config.baseline_sparsity
     )
-    extra = "\n".join(
-        [
-            f"## Every model (best pruned: {best['model']}, exported)",
-            "",
-            compare.table(rows, COLUMNS),
-            "",
-            "![accuracy against size](accuracy_vs_size.png)",
-            "",
-            "## Exports of the best pruned model (accuracy on the test split; TFLite files run "
-            "by the LiteRT interpreter)",
-            "",
-            compare.table(
-                exported, ["format", "file", "accuracy", "bytes", "gzip_kb", "smaller_than_dense"]
-            ),
-            "",
-            "## Per-layer sparsity of the exported model",
-            "",
-            compare.table(
-                pruning.sparsity_report(model), ["weight", "shape", "params", "sparsity"]
-            ),
-        ]
-    )
-    title = f"pruning {Path(config.model).parent.name}: {config.dataset}"
-    reports.write_report(run_dir, title, config.to_dict(), metrics, extra)
-    reports.write_json(run_dir / "metrics.json", metrics)
-    return training.RunResult(run_dir, metrics)
+    with run.claim():  # Ctrl-C from here on prints the command that resumes the run
+        models = {}
+        for variant in progress.bar(plan, desc="pruning variants", unit="model"):
+            part = run.part(variant.name)  # runs/pruning/<id>/<variant>/
+            models[variant.name] = part.saved_model() or part.save(
+                make(variant, config, splits, part)
+            )
+        kinds = {v.name: (v.kind, v.amount) for v in plan}
+        rows = compare.side_by_side(
+            models, kinds, splits, run.dir, config.timing_seconds, tflite=config.inputs == "image"
+        )
+        best = variants.pick_best(rows, config.tolerance)
+        model = run.adopt(best["model"])  # the best pruned model becomes the run's model.keras
+        metrics = run.evaluate(model, splits)
+        metrics |= {"best": best["model"], "models": rows}
+        if export:
+            metrics["exports"] = compare.exports(model, run.dir, splits, config.calibration)
+        compare.print_rows(rows)
+        run.report(metrics, splits.info.class_names, compare.report(rows, best, metrics, model))
+        return run.finish(metrics)
 
 
-def _short(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+def evaluate(config: Config, model_path: Path) -> dict:
+    return evaluation.test_metrics(dlrecipes.load_model(model_path), load_data(config))
 
 
-def recipe() -> dlrecipes.Recipe:
-    return dlrecipes.Recipe(
-        name="pruning",
-        config_class=Config,
-        load_data=load_data,
-        build_model=build_model,
-        build_hypermodel=None,  # `train` compares the settings; `tune` is refused
-        train=train,
+def tune(config: Config, options) -> None:
+    raise ConfigError(
+        "The pruning recipe compares its settings side by side in `train` and has no search: "
+        "tune the source model with its own recipe (e.g. recipes/image_classification/recipe.py "
+        "tune), then prune it with --model."
     )
 
 
-def main() -> None:
-    raise SystemExit(dlrecipes.cli.run(recipe()))
+def main(argv: list[str] | None = None) -> int:
+    return dlrecipes.cli.main(NAME, Config, train=train, tune=tune, evaluate=evaluate, argv=argv)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,10 +1,10 @@
 """Few-label studies: test accuracy against labels per class, for each arm of a recipe, over seeds.
 
-A recipe whose `Config` has the fields `study` (label counts, e.g. "5,10,50,all"),
-`study_seeds` and `labels_per_class`, and a `STUDY_ARMS` class attribute (arm name -> config
-overrides, e.g. `{"fine-tuned": {}, "from scratch": {"from_scratch": True}}`), runs one full
-training per arm, label count and seed, each in its own run directory, then writes the table
-(mean and spread over seeds) and the plot into the study's `report.md`.
+`run(train, ...)` calls a recipe's own `train` once per arm, label count and seed, each in its
+own run directory, then writes the table (mean and spread over seeds) and the plot into the
+study's `report.md`. The recipe's `Config` has the fields `study` (label counts, e.g.
+"5,10,50,all"), `study_seeds` and `labels_per_class`; the arms are config overrides, e.g.
+`{"fine-tuned": {}, "from scratch": {"from_scratch": True}}`.
 
     run_dir/  config.json  study.json  study.png  report.md
               <arm>/<count>-per-class/seed-<s>/   (a run directory each: metrics.json, ...)
@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from dlrecipes import progress, reports, training
+from dlrecipes import progress, reports
 from dlrecipes.config import RecipeConfig
-from dlrecipes.contract import Recipe
 from dlrecipes.errors import ConfigError
+from dlrecipes.run import RunResult, finished_metrics, parent_run
 
 ALL = "all"
 
@@ -59,26 +60,33 @@ def _slug(arm: str) -> str:
 
 
 def run(
-    recipe: Recipe, config: RecipeConfig, run_dir: Path | None = None, *, resume: bool = False
-) -> training.RunResult:
-    """Trains every arm at every label count of `config.study` with `config.study_seeds` seeds.
+    train: Callable[..., RunResult],
+    recipe: str,
+    config: RecipeConfig,
+    arms: dict[str, dict[str, Any]],
+    run_dir: Path | None = None,
+    *,
+    resume: bool = False,
+) -> RunResult:
+    """Trains every arm at every label count of `config.study` with `config.study_seeds` seeds,
+    each with `train(config, run_dir, resume=...)`, and prints the table.
 
-    `run_dir` None means a new `runs/<recipe>/<timestamp>`. Ctrl-C raises
-    `training.Interrupted` naming the study's directory, which `--resume` continues.
+    `arms` maps an arm's name to its config overrides. `run_dir` None means a new
+    `runs/<recipe>/<timestamp>`. Ctrl-C raises `run.Interrupted` naming the study's directory,
+    which `--resume` continues.
 
     Returns:
         The study's directory, and as metrics the summary also written to `study.json`: per-run
         rows, and per arm and count the mean, standard deviation, minimum and maximum of test
         accuracy.
     """
-    arms: dict[str, dict[str, Any]] = type(config).STUDY_ARMS
     seeds = range(config.seed, config.seed + config.study_seeds)
     jobs = [(arm, n, s) for n in counts(config.study) for s in seeds for arm in arms]
     rows = []
-    with training.parent_run(run_dir, recipe, config, resume=resume) as run_dir:
+    with parent_run(run_dir, recipe, config, resume=resume) as run_dir:
         for arm, count, seed in progress.bar(jobs, desc="few-label study", unit="run"):
             sub = run_dir / _slug(arm) / f"{_label(count)}-per-class" / f"seed-{seed}"
-            metrics = training.finished_metrics(sub)
+            metrics = finished_metrics(sub)
             if metrics is None:
                 what = f"{arm}, {_label(count)} labels per class, seed {seed}"
                 print(f"\n== {what}: {sub}", flush=True)
@@ -86,7 +94,7 @@ def run(
                     config, study="", labels_per_class=count, seed=seed, **arms[arm]
                 )
                 resumable = (sub / "config.json").exists()
-                metrics = training.train(recipe, sub_config, sub, resume=resumable).metrics
+                metrics = train(sub_config, sub, resume=resumable).metrics
             rows.append(
                 {
                     "arm": arm,
@@ -100,7 +108,8 @@ def run(
     reports.write_json(run_dir / "study.json", summary)
     _plot(summary, run_dir / "study.png")
     _report(recipe, config, summary, run_dir)
-    return training.RunResult(run_dir, summary)
+    print(table_markdown(summary))
+    return RunResult(run_dir, summary)
 
 
 def _table(rows: list[dict], arms: list[str]) -> list[dict]:
@@ -159,10 +168,10 @@ def table_markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _report(recipe: Recipe, config: RecipeConfig, summary: dict, run_dir: Path) -> None:
+def _report(recipe: str, config: RecipeConfig, summary: dict, run_dir: Path) -> None:
     seeds = config.study_seeds
     lines = [
-        f"# {recipe.name}: few-label study on {config.dataset}",
+        f"# {recipe}: few-label study on {config.dataset}",
         "",
         f"Test accuracy of every arm at each number of labelled training examples per class, "
         f"{seeds} seeds each (seeds {config.seed}-{config.seed + seeds - 1}: the examples "
