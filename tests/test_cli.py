@@ -18,10 +18,17 @@ import pytest
 
 import dlrecipes
 from dlrecipes.data import catalog
-from tests.conftest import ROOT, SHARED_DATA, digit_folder, recipe_main, recipe_module
+from tests.conftest import ROOT, SHARED_DATA, digit_folder, recipe_module
 
-IMAGE = recipe_main("image_classification")
-TEXT = recipe_main("text_bilstm")
+
+def IMAGE(*argv) -> int:
+    return recipe_module("image_classification").main([str(a) for a in argv])
+
+
+def TEXT(*argv) -> int:
+    return recipe_module("text_bilstm").main([str(a) for a in argv])
+
+
 RECIPE = ROOT / "recipes" / "image_classification" / "recipe.py"
 MNIST_TEST = f"idx:{SHARED_DATA / 'mnist-test'}"
 
@@ -139,12 +146,13 @@ def test_refusals_about_run_directories_and_saved_models(finished, tmp_path, cap
     damaged.mkdir()
     for name in ("config.json", "history.csv", "model.keras"):
         (damaged / name).write_bytes((finished / name).read_bytes())
-    (damaged / "backup").mkdir()
-    (damaged / "backup" / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
-    (damaged / "backup" / "latest.weights.h5").write_bytes(b"\x89HDF\r\n cut short")
+    backup = damaged / "backup" / "train" / "epoch-0001-step-000000"
+    backup.mkdir(parents=True)
+    (backup / "state.json").write_text('{"epoch": 1, "steps_done": 0, "finished": false}')
+    (backup / "state.weights.h5").write_bytes(b"\x89HDF\r\n cut short")
     line = _refused(capsys, IMAGE, "train", "--run-dir", damaged, "--resume")
-    assert f"The backup in {damaged / 'backup'} cannot be restored (OSError" in line
-    assert "Move that folder away to restart this run from epoch 1" in line
+    assert f"The backup in {backup} cannot be restored (OSError" in line
+    assert f"Move {backup.parent} away to restart that part of the run from its start" in line
 
 
 def test_a_config_from_another_recipe_without_its_name_is_still_named(finished, tmp_path, capsys):
@@ -217,8 +225,8 @@ def test_help_shows_every_flag_with_its_default_choices_and_a_line_of_help(capsy
     # Every config flag, in every recipe, has a line of help before its default.
     for name in ("image_classification", "text_bilstm"):
         module = recipe_module(name)
-        recipe = dlrecipes.Recipe(name, module.Config, None, None, None)
-        train = dlrecipes.cli.build_parser(recipe)._subparsers._group_actions[0].choices["train"]
+        commands = dlrecipes.cli.Commands(name, module.Config, None, None, None)
+        train = dlrecipes.cli.build_parser(commands)[1]["train"]
         fields = {f.name for f in dataclasses.fields(module.Config)}
         flags = [a for a in train._actions if a.dest in fields]
         assert len(flags) == len(fields) - 1  # all but `fold`, which --folds sets
@@ -271,7 +279,7 @@ def test_ctrl_c_during_training_prints_the_resume_command_and_exits_130(digits, 
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if (run_dir / "backup" / "training_metadata.json").exists():
+        if list(run_dir.glob("backup/train/epoch-*/state.json")):
             break
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
@@ -318,7 +326,43 @@ def test_folds_export_every_fold_and_evaluate_ignores_the_fold(tmp_path, capsys,
 
 def test_training_says_one_step_and_one_replica(finished):
     _, out = finished
-    assert ": 1 step/epoch, 2 epochs, 1 replica, XLA" in out
+    assert ": 1 step/epoch, 1 replica, XLA" in out
+    assert "Epoch 2/2 " in out  # the epochs, on the lines that count them
+
+
+def test_an_abbreviated_flag_is_refused_with_the_subcommands_usage(capsys):
+    """`--epoch 3` is no `--epochs 3`: argparse would take a prefix, and a typo of one flag for
+    another (--l for --l1 or --l2, --learning for --learning-rate) would pass silently."""
+    with pytest.raises(SystemExit) as stop:
+        IMAGE("train", "--tiny", "--epoch", "3")
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: recipes/image_classification/recipe.py train ")
+    assert err.rstrip().splitlines()[-1] == (
+        "recipes/image_classification/recipe.py train: error: unrecognized arguments: --epoch 3"
+    )
+
+
+@pytest.mark.parametrize("command", ["train", "tune", "evaluate --model m.keras"])
+def test_an_unknown_flag_prints_the_usage_of_its_subcommand(capsys, command):
+    with pytest.raises(SystemExit) as stop:
+        IMAGE(*command.split(), "--no-such-flag")
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    name = command.split()[0]
+    assert err.startswith(f"usage: recipes/image_classification/recipe.py {name} ")
+    assert "--run-dir" in err if name == "train" else "--run-dir" not in err
+    assert err.rstrip().endswith(f"{name}: error: unrecognized arguments: --no-such-flag")
+
+
+def test_predict_refuses_a_model_trained_by_another_recipe(finished, capsys):
+    model = finished[0] / "model.keras"
+    line = _refused(capsys, TEXT, "predict", "--model", model, "Superb.")
+    assert line == (
+        f"error: {finished[0]} was trained by the image_classification recipe, not text_bilstm "
+        f"(its config.json says so): run `python recipes/image_classification/recipe.py "
+        f"predict --model {model} Superb.` instead."
+    )
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from dlrecipes.data.folder import ImageDataWarning, load_folder
 from dlrecipes.data.folds import apply_fold
 from dlrecipes.data.idx import load_idx
 from dlrecipes.data.pipeline import Augment, count_batches, prepare, resize, shard_by_data
-from dlrecipes.data.splits import DataInfo, Splits, no_training_split
+from dlrecipes.data.splits import DataInfo, Splits, check_training, no_training_split
 from dlrecipes.data.text import TEXT_SOURCES, TextDataWarning, known_text, load_text
 from dlrecipes.errors import DatasetError
 
@@ -91,6 +91,7 @@ __all__ = [
     "ImageDataWarning",
     "Splits",
     "TextDataWarning",
+    "check_training",
     "count_batches",
     "keep_per_class",
     "kind",

@@ -53,6 +53,13 @@ class Splits:
         )
 
 
+def check_training(splits: Splits) -> None:
+    """Refuses data with no training examples (a test-only `idx:` set), before a run claims its
+    directory: `no_training_split` says how to evaluate on it instead."""
+    if set(splits.info.num_examples) == {"test"} or int(splits.train.cardinality()) == 0:
+        raise no_training_split(splits.info)
+
+
 def no_training_split(info: DataInfo) -> DatasetError:
     """The refusal to train on data without training examples; for a test-only set (`idx:`),
     it says how to evaluate on it instead."""

@@ -264,6 +264,7 @@ def train(
     run = dlrecipes.Run(NAME, config, run_dir, resume=resume)
     with run.chief_first():  # several hosts: the chief prepares the dataset, then the others
         splits = load_data(config)
+    data.check_training(splits)  # a test-only set (idx:) is refused before the run is claimed
     with run.strategy.scope():
         model = build_model(config, splits.info)
     with run.claim():  # Ctrl-C from here on prints the command that resumes the run

@@ -266,6 +266,7 @@ def train(
     config = source.resolve(config)  # the source model (trained once if none is given), its data
     run = dlrecipes.Run(NAME, config, run_dir, resume=resume)
     splits = load_data(config)
+    data.check_training(splits)  # a test-only set (idx:) is refused before the run is claimed
     source_model = dlrecipes.load_model(config.model)
     plan = variants.plan(
         source_model, config.sparsities, config.channel_fractions, config.baseline_sparsity

@@ -273,6 +273,7 @@ def train(
     run = dlrecipes.Run(NAME, config, run_dir, resume=resume)
     with run.chief_first():  # several hosts: the chief prepares the data (and the teacher's
         splits = load_data(config)  # predictions, cached), then the others
+        data.check_training(splits)  # a test-only set is refused before the run is claimed
         teacher = transfer_set(config, splits) if config.teacher else None
     with run.strategy.scope():
         model = build_model(config, splits.info)
