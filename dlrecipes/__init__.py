@@ -14,6 +14,9 @@ import warnings  # noqa: E402
 
 # The recipes shuffle in tf.data; Keras 3.15 warns on every fit that its own shuffle is unused.
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed, but will be ignored")
+# A model with string preprocessing runs without XLA even when compile asks for it (the default on
+# one GPU): the training log's first line says "XLA off", Keras would warn at every compile.
+warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
 
 from dlrecipes import cli, data, evaluation, models, optimizers, runtime, tuning  # noqa: E402
 from dlrecipes.config import RecipeConfig  # noqa: E402

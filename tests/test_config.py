@@ -8,7 +8,6 @@ from typing import ClassVar
 
 import pytest
 
-import dlrecipes
 from dlrecipes import cli
 from dlrecipes.config import ConfigError, RecipeConfig
 
@@ -22,7 +21,7 @@ class Config(RecipeConfig):
     TINY: ClassVar = {"epochs": 1, "widths": (4,)}
 
 
-RECIPE = dlrecipes.Recipe("toy", Config, None, None, None)
+RECIPE = cli.Commands("toy", Config, None, None, None)
 
 
 @pytest.mark.parametrize(
@@ -50,7 +49,7 @@ def test_json_round_trip(tmp_path):
 
 
 def _args(*argv: str):
-    return cli.build_parser(RECIPE).parse_args(["train", *argv])
+    return cli.build_parser(RECIPE)[0].parse_args(["train", *argv])
 
 
 def test_flags_override_hparams_which_override_defaults(tmp_path):

@@ -268,7 +268,8 @@ def train(
     with run.strategy.scope():
         model = build_model(config, splits.info)
     with run.claim():  # Ctrl-C from here on prints the command that resumes the run
-        fit(model, config, splits, run)
+        with run.strategy.scope():  # the optimizer that compile makes, as the model was
+            fit(model, config, splits, run)
         model = run.best_model()  # the best epoch of both phases, by validation accuracy
         metrics = run.evaluate(model, splits)
         run.report(metrics, splits.info.class_names)  # curves.png, confusion.png, report.md

@@ -278,7 +278,8 @@ def train(
     with run.strategy.scope():
         model = build_model(config, splits.info)
     with run.claim():  # Ctrl-C from here on prints the command that resumes the run
-        fit(model, config, splits, run, teacher)
+        with run.strategy.scope():  # the optimizer that compile makes, as the model was
+            fit(model, config, splits, run, teacher)
         model = run.best_model()  # the best epoch by validation accuracy, a plain Keras model
         y_true, y_prob = evaluation.predict(model, splits.test)
         metrics = run.evaluate(model, splits, y_prob)
