@@ -1,8 +1,9 @@
 """Multi-host training on 127.0.0.1: two processes started by `dlrecipes.multihost.launch` train as
 one and end with identical weights; a worker killed mid-epoch and the job started again resumes
 from the last backup; a worker that cannot reach the chief fails with one line instead of hanging.
-Plus the pieces in-process: TF_CONFIG, the launcher's helpers, backups every N steps, and the
-Keras bugs `dlrecipes.multihost.shim` works around (this fails once Keras fixes them)."""
+Plus the pieces in-process: TF_CONFIG, the launcher's helpers, and the Keras bugs
+`dlrecipes.multihost.shim` works around (this fails once Keras fixes them). Backups every N steps
+are tested with `dlrecipes.backups` (tests/test_backups.py)."""
 
 from __future__ import annotations
 
@@ -15,18 +16,17 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import keras
-import numpy as np
 import pytest
 import tensorflow as tf
 
-from dlrecipes import callbacks as cb
-from dlrecipes import training
 from dlrecipes.errors import ConfigError, RunDirError
 from dlrecipes.multihost import cluster, shim
 from dlrecipes.multihost import launch as train_launch
-from tests.conftest import ROOT, recipe_main
+from dlrecipes.run import check_run_dir
+from tests.conftest import ROOT, recipe_module
 
 TIMEOUT = 400  # seconds per launch; a hang fails the test instead of blocking the suite
 DIGEST = re.compile(r"\[(worker\d)\] Weights of process \d of 2 \(\S+\): sha256 (\w+)")
@@ -87,12 +87,18 @@ def test_a_worker_killed_mid_epoch_and_the_job_started_again_resumes(tmp_path):
     pids: dict[str, int] = {}
     killed: list[str] = []
 
+    def backed_up() -> bool:
+        return bool(list(run_dir.glob("backup/train/epoch-0001-step-*/state.json")))
+
     def kill_worker1_in_epoch_2(line: str) -> None:
         started = re.match(r"\[launch\] started (\S+) \(pid (\d+)\)", line)
         if started:
             pids[started[1]] = int(started[2])
-        # The line that ends epoch 1 comes after its backup: worker 1 dies early in epoch 2.
+        # Once the chief has shown epoch 1 and backed it up, worker 1 dies early in epoch 2.
         if line.startswith("[worker0] Epoch 1/2") and not killed:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not backed_up():
+                time.sleep(0.05)
             os.kill(pids["worker1"], signal.SIGKILL)
             killed.append(line)
 
@@ -182,16 +188,16 @@ def test_tf_config_gives_each_process_its_place():
 
 def test_multi_host_without_tf_config_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    train = recipe_main("image_classification")
-    assert train("train", "--tiny", "--strategy", "multi_host", "--run-dir", tmp_path / "r") == 2
+    main = recipe_module("image_classification").main
+    assert main(["train", "--tiny", "--strategy", "multi_host", "--run-dir", f"{tmp_path}/r"]) == 2
     assert "--strategy multi_host needs TF_CONFIG" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 
 def test_folds_are_refused_under_multi_host(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TF_CONFIG", train_launch.tf_config(["127.0.0.1:1", "127.0.0.1:2"], 0))
-    train = recipe_main("image_classification")
-    assert train("train", "--tiny", "--folds", "2", "--run-dir", tmp_path / "r") == 2
+    main = recipe_module("image_classification").main
+    assert main(["train", "--tiny", "--folds", "2", "--run-dir", f"{tmp_path}/r"]) == 2
     assert "--folds trains the folds one after another" in capsys.readouterr().err
 
 
@@ -207,10 +213,10 @@ def test_launcher_picks_distinct_ports_and_one_run_dir(tmp_path):
     assert train_launch.with_run_dir(["x", "--run-dir", "d"])[1].as_posix() == "d"
     # A run directory holding only the launcher's logs is still free for a new run.
     (tmp_path / "run" / "logs").mkdir(parents=True)
-    training.check_run_dir(tmp_path / "run", resume=False)
+    check_run_dir(tmp_path / "run", resume=False)
     (tmp_path / "run" / "config.json").write_text("{}")
     with pytest.raises(RunDirError):
-        training.check_run_dir(tmp_path / "run", resume=False)
+        check_run_dir(tmp_path / "run", resume=False)
     assert (
         train_launch.main(
             ["--", "python", "recipe.py", "train", "--run-dir", str(tmp_path / "run")]
@@ -252,56 +258,6 @@ def test_launcher_starts_again_on_new_ports_when_one_was_taken(tmp_path, monkeyp
     assert out.strip().splitlines()[-1].startswith("[launch] every process exited 0")
     assert (tmp_path / "run" / "logs" / "worker-0.log").read_text().count("=== ") == 2
     taken.close()
-
-
-# --- backups every N steps --------------------------------------------------------------------
-
-
-class _Steps(keras.callbacks.Callback):
-    """Training steps run per epoch; raises once `stop_at` (epoch, step) is reached."""
-
-    def __init__(self, stop_at: tuple[int, int] | None = None) -> None:
-        super().__init__()
-        self.stop_at, self.per_epoch = stop_at, {}
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-        self.per_epoch[epoch] = 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.per_epoch[self.epoch] += 1
-        if (self.epoch, self.per_epoch[self.epoch]) == self.stop_at:
-            raise RuntimeError("killed")
-
-
-def _fit(run_dir, callback: _Steps) -> keras.Model:
-    keras.utils.set_random_seed(0)
-    x = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")
-    data = tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(4)  # 10 steps an epoch
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-    model.compile(optimizer="adam", loss="mse")
-    backup = cb.RunCheckpoints(run_dir, steps=4)
-    data, steps_per_epoch = backup.resumable(data, 10)
-    model.fit(
-        data, steps_per_epoch=steps_per_epoch, epochs=3, callbacks=[backup, callback], verbose=0
-    )
-    return model
-
-
-def test_backup_every_n_steps_resumes_at_the_step_after_it(tmp_path):
-    steps = _Steps(stop_at=(1, 7))  # killed after step 7 of epoch 2; backed up after step 4
-    with pytest.raises(RuntimeError, match="killed"):
-        _fit(tmp_path, steps)
-    meta = json.loads((tmp_path / "backup" / "training_metadata.json").read_text())
-    assert (meta["epoch"], meta["steps_done"]) == (1, 4)
-    assert not cb.training_finished(tmp_path, 3)
-
-    resumed = _Steps()
-    model = _fit(tmp_path, resumed)
-    # Epoch 2 goes on from step 5 of the stream; epoch 3 stops when the run has made its steps.
-    assert resumed.per_epoch == {1: 10, 2: 6}
-    assert int(model.optimizer.iterations) == 30  # as many steps as a run never killed
-    assert cb.training_finished(tmp_path, 3)  # the backup outlives fit, marked finished
 
 
 def test_the_keras_bugs_the_shim_works_around_are_still_there():

@@ -18,16 +18,20 @@ import keras_tuner
 import pytest
 
 from dlrecipes import cli, runtime, tuning
-from dlrecipes.contract import Recipe
 from dlrecipes.errors import ConfigError
 from dlrecipes.tuning import report as tuning_report
-from tests.conftest import recipe_main, recipe_module
+from tests.conftest import recipe_module
 
 # Deterministic ops: a trial and `train` then agree to the digit, not only within noise.
 SEARCH = ["tune", "--tiny", "--tuner", "random", "--max-epochs", "1", "--deterministic"]
 # A flag that is not searched: the best trial's config must keep it, like what --tiny set.
 KEPT = ["--activation", "gelu"]
-MAIN = recipe_main("image_classification")
+
+
+def MAIN(*argv: str | Path) -> int:
+    """The image recipe's command line, run in this process."""
+    return recipe_module("image_classification").main([str(a) for a in argv])
+
 
 pytestmark = pytest.mark.usefixtures("op_determinism")
 
@@ -83,7 +87,9 @@ def test_best_hparams_is_the_best_trials_whole_config(searched):
     expected = dataclasses.replace(
         module.Config().tiny(), activation="gelu", deterministic=True, epochs=1
     )
-    searched_fields = set(module.build_hypermodel(expected, None).space)
+    values = trials(directory)[best_id]["hyperparameters"]["values"]
+    searched_fields = {name for name in values if not name.startswith("tuner/")}
+    assert {"widths", "learning_rate", "dropout"} <= searched_fields
     # Every field that was not searched is what the flags, --tiny and the defaults made it.
     assert {k: v for k, v in best.items() if k not in searched_fields} == {
         k: v for k, v in json.loads(json.dumps(expected.to_dict())).items()
@@ -169,11 +175,26 @@ def test_search_in_which_every_trial_fails_exits_nonzero(tmp_path, capsys):
         info = dataclasses.replace(info, class_names=info.class_names[:3])
         return module.build_model(config, info)
 
-    def hypermodel(config, info):
-        return tuning.ConfigHyperModel(config, info, too_few_classes, {"dropout": (0.0, 0.5)})
+    def tune(config, options):
+        return tuning.search(
+            module.NAME,
+            config,
+            options,
+            load_data=module.load_data,
+            build_model=too_few_classes,
+            fit=module.fit,
+            space={"dropout": (0.0, 0.5)},
+        )
 
-    recipe = Recipe("image_classification", module.Config, module.load_data, None, hypermodel)
-    code = cli.run(recipe, [*SEARCH, "--max-trials", "1", "--directory", str(tmp_path)])
+    argv = [*SEARCH, "--max-trials", "1", "--directory", str(tmp_path)]
+    code = cli.main(
+        module.NAME,
+        module.Config,
+        train=module.train,
+        tune=tune,
+        evaluate=module.evaluate,
+        argv=argv,
+    )
     out = capsys.readouterr()
     assert code != 0
     assert "error: No trial completed (1 trial: 0 completed, 1 failed)" in out.err
@@ -200,8 +221,17 @@ def test_a_diverging_trial_fails_with_the_nan_guards_message(tmp_path, capsys):
 def test_warmup_is_capped_at_a_quarter_of_the_epochs_a_trial_trains():
     module = recipe_module("image_classification")
     config = dataclasses.replace(module.Config().tiny(), warmup_epochs=4.0)
+
+    def compile_only(model, config, splits, run):
+        model.fit = lambda *args, **kwargs: None  # the recipe's compile, without its epochs
+        module.fit(model, config, splits, run)
+
     hypermodel = tuning.ConfigHyperModel(
-        config, None, module.build_model, {"dropout": (0.0, 0.5)}, load_data=module.load_data
+        config,
+        {"dropout": (0.0, 0.5)},
+        load_data=module.load_data,
+        build_model=module.build_model,
+        fit=compile_only,
     )
     hp = keras_tuner.HyperParameters()
     hp.values.update({"tuner/epochs": 9, "tuner/initial_epoch": 3})
@@ -210,7 +240,9 @@ def test_warmup_is_capped_at_a_quarter_of_the_epochs_a_trial_trains():
     assert hypermodel.config_for(hp).warmup_epochs == 1.5
     assert hypermodel.train_config(hp).epochs == 9
     assert hypermodel.train_config(hp).warmup_epochs == 2.25
-    schedule = hypermodel.build(hp).optimizer.get_config()["learning_rate"]["config"]
+    model = hypermodel.build(hp)
+    hypermodel.fit(hp, model)  # a trial compiles in the recipe's own fit
+    schedule = model.optimizer.get_config()["learning_rate"]["config"]
     steps = -(-4000 // config.batch_size)  # 4,000 training digits
     assert schedule["warmup_steps"] == int(1.5 * steps)
     assert schedule["warmup_steps"] + schedule["decay_steps"] == 6 * steps
@@ -221,7 +253,11 @@ def test_each_execution_of_a_trial_draws_other_weights_and_the_first_is_trains()
     module = recipe_module("image_classification")
     config = module.Config().tiny()
     hypermodel = tuning.ConfigHyperModel(
-        config, None, module.build_model, {"dropout": (0.0, 0.5)}, load_data=module.load_data
+        config,
+        {"dropout": (0.0, 0.5)},
+        load_data=module.load_data,
+        build_model=module.build_model,
+        fit=module.fit,
     )
     hp = keras_tuner.HyperParameters()
     first, second = (hypermodel.build(hp).get_weights()[0] for _ in range(2))  # two executions
@@ -244,7 +280,7 @@ def test_a_config_value_outside_the_space_is_searched_too():
         dropout=0.1,
     )
     space = {"widths": [(16, 32, 64)], "learning_rate": (3e-4, 1e-2, "log"), "dropout": (0.2, 0.5)}
-    hypermodel = tuning.ConfigHyperModel(config, None, None, space)
+    hypermodel = tuning.ConfigHyperModel(config, space, load_data=None, build_model=None, fit=None)
     hp = keras_tuner.HyperParameters()
     hypermodel.declare(hp)
     assert hp.get("widths") == "8,8,8" and hp.get("learning_rate") == 0.05
@@ -257,7 +293,9 @@ def test_a_config_value_outside_the_space_is_searched_too():
     # A log-scale range cannot reach zero.
     zero = dataclasses.replace(config, l2=0.0)
     with pytest.raises(ConfigError, match=r"--l2 0 is outside the searched range 1e-06\.\.0\.001"):
-        tuning.ConfigHyperModel(zero, None, None, {"l2": (1e-6, 1e-3, "log")})
+        tuning.ConfigHyperModel(
+            zero, {"l2": (1e-6, 1e-3, "log")}, load_data=None, build_model=None, fit=None
+        )
 
 
 def test_objective_direction():

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 from dlrecipes import cli, tuning
-from dlrecipes.contract import Recipe
 from tests.conftest import recipe_module
 
 BATCHES = 4  # per epoch, of training and of validation data
@@ -22,18 +21,33 @@ SPACE = {
 SMALL = ["--tiny", "--widths", "8", "--ema", "0"]
 
 
-def small_recipe() -> Recipe:
-    """The image recipe, each split cut to its first BATCHES batches, searching SPACE."""
+def small_recipe(argv: list[str]) -> int:
+    """The image recipe's command line, each split cut to its first BATCHES batches, `tune`
+    searching SPACE with the recipe's own `fit`."""
     module = recipe_module("image_classification")
 
     def load_data(config):
         return module.load_data(config).map(lambda ds, split: ds.take(BATCHES))
 
-    def build_hypermodel(config, info):
-        return tuning.ConfigHyperModel(config, info, module.build_model, SPACE)
+    def tune(config, options):
+        return tuning.search(
+            module.NAME,
+            config,
+            options,
+            load_data=load_data,
+            build_model=module.build_model,
+            fit=module.fit,
+            space=SPACE,
+        )
 
-    name = "image_classification"
-    return Recipe(name, module.Config, load_data, module.build_model, build_hypermodel)
+    return cli.main(
+        module.NAME,
+        module.Config,
+        train=module.train,
+        tune=tune,
+        evaluate=module.evaluate,
+        argv=argv,
+    )
 
 
 def trial_files(directory: Path, trial_id: str, name: str) -> dict:
@@ -43,9 +57,7 @@ def trial_files(directory: Path, trial_id: str, name: str) -> dict:
 def test_hyperband_continues_trials_and_records_what_train_runs(tmp_path, capsys):
     # No --tuner: Hyperband is the default. --max-epochs 3: one-epoch trials, the best third of
     # them trained on to 3 epochs from their weights, and a bracket of 3-epoch trials.
-    code = cli.run(
-        small_recipe(), ["tune", *SMALL, "--max-epochs", "3", "--directory", str(tmp_path)]
-    )
+    code = small_recipe(["tune", *SMALL, "--max-epochs", "3", "--directory", str(tmp_path)])
     out = capsys.readouterr()
     assert code == 0, out.err[-3000:]
     assert out.out.strip().splitlines()[-1] == str(tmp_path / "best_hparams.json")
@@ -71,9 +83,8 @@ def test_bayesian_search_honours_flags_outside_the_space(tmp_path, capsys):
     # --learning-rate 0.05 lies above the searched 3e-4..1e-2 and --optimizer sgd is not among
     # the choices: the range widens and the choice joins, and the first trial uses both.
     args = ["--learning-rate", "0.05", "--optimizer", "sgd", "--directory", str(tmp_path)]
-    code = cli.run(
-        small_recipe(),
-        ["tune", *SMALL, "--tuner", "bayesian", "--max-trials", "3", "--max-epochs", "1", *args],
+    code = small_recipe(
+        ["tune", *SMALL, "--tuner", "bayesian", "--max-trials", "3", "--max-epochs", "1", *args]
     )
     out = capsys.readouterr()
     assert code == 0, out.err[-3000:]

@@ -1,6 +1,7 @@
 """The fine-tuning recipe end to end on tiny settings: both phases into one run directory, a text
 model that reloads in safe mode and reads raw sentences, a tiny image run as the base for digits,
-the few-label study, a phased search, and bad input on the command line."""
+the few-label study, a phased search (Bayesian; Hyperband refused), and bad input on the command
+line."""
 
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dlrecipes import data, study
+from dlrecipes import data, few_label_study
 from dlrecipes.models import vision
-from tests.conftest import recipe_main
+from tests.conftest import recipe_module
 
 RUN_FILES = ["config.json", "history.csv", "metrics.json", "model.keras", "curves.png", "report.md"]
-_main = recipe_main("fine_tuning")
+
+
+def _main(*argv, recipe: str = "fine_tuning") -> int:
+    """A recipe's command line, run in this process."""
+    return recipe_module(recipe).main([str(a) for a in argv])
 
 
 def _phases(run_dir: Path) -> list[str]:
@@ -32,7 +37,7 @@ def test_tiny_text_run_writes_both_phases_and_a_model_that_reads_raw_sentences(t
     for name in RUN_FILES:
         assert (run_dir / name).stat().st_size > 0, name
     assert not (run_dir / "backup").exists()
-    assert _phases(run_dir) == ["1", "2"]
+    assert _phases(run_dir) == ["head", "fine-tune"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["num_examples"] == 1275 and metrics["epochs_run"] == 2
     config = json.loads((run_dir / "config.json").read_text())
@@ -51,13 +56,13 @@ def test_tiny_text_run_writes_both_phases_and_a_model_that_reads_raw_sentences(t
 def test_an_image_run_fine_tuned_on_digits_reads_raw_8x8_images(tmp_path):
     # The base: the image recipe's tiny run, a convnet trained on MNIST for two short epochs.
     image_run = tmp_path / "image"
-    assert recipe_main("image_classification")("train", "--tiny", "--run-dir", image_run) == 0
+    assert _main("train", "--tiny", "--run-dir", image_run, recipe="image_classification") == 0
     run_dir = tmp_path / "run"
     status = _main(
         "train", "--tiny", "--base", image_run / "model.keras", "--dataset", "digits",
         "--margin", "0.143", "--run-dir", run_dir,
     )  # fmt: skip
-    assert status == 0 and _phases(run_dir) == ["1", "2"]
+    assert status == 0 and _phases(run_dir) == ["head", "fine-tune"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["num_examples"] == 539
     assert metrics["accuracy"] > 0.5  # chance is 0.1: what it learned on MNIST carries over
@@ -88,7 +93,7 @@ def test_few_label_study_compares_fine_tuning_with_scratch_and_resumes(convnet, 
         assert summary["table"][0][arm]["mean"] == run["test_accuracy"]
     sub = run_dir / "from-scratch" / "5-per-class" / "seed-3"
     assert json.loads((sub / "config.json").read_text())["from_scratch"] is True
-    assert _phases(sub) == ["1", "1"]  # one phase, as long as the two of fine-tuning
+    assert _phases(sub) == ["from scratch"] * 2  # one phase, as long as the two of fine-tuning
     report = (run_dir / "report.md").read_text()
     assert "| 5 |" in report and "![accuracy against labels per class](study.png)" in report
     assert (run_dir / "study.png").stat().st_size > 0
@@ -109,25 +114,41 @@ def test_study_table_gives_mean_and_spread_over_seeds():
             ("a", "all", 1, 0.97), ("b", "all", 1, 0.98),
         ]
     ]  # fmt: skip
-    table = study._table(rows, ["a", "b"])
+    table = few_label_study._table(rows, ["a", "b"])
     assert [e["labels_per_class"] for e in table] == ["5", "all"]
     assert table[0]["a"]["mean"] == pytest.approx(0.92)
     assert table[0]["a"]["std"] == pytest.approx(np.std([0.90, 0.94], ddof=1))
     assert table[1]["b"] == {"mean": 0.98, "std": 0.0, "min": 0.98, "max": 0.98, "seeds": 2}
-    markdown = study.table_markdown({"arms": ["a", "b"], "table": table})
+    markdown = few_label_study.table_markdown({"arms": ["a", "b"], "table": table})
     assert "| 5 | 92.0% ± 2.8 | 82.0% ± 2.8 | +10.0 |" in markdown
     assert "| all | 98.0% ± 1.4 | 98.0% ± 0.0 | +0.0 |" in markdown
 
 
-def test_search_trains_both_phases_of_every_trial(convnet, tmp_path):
+def test_search_trains_both_phases_of_every_trial_with_bayesian_by_default(convnet, tmp_path):
     directory = tmp_path / "tuning"
     status = _main(
-        "tune", "--tiny", "--base", convnet, "--dataset", "digits", "--tuner", "random",
+        "tune", "--tiny", "--base", convnet, "--dataset", "digits",
         "--max-trials", "1", "--directory", directory,
     )  # fmt: skip
     assert status == 0
     best = json.loads((directory / "best_hparams.json").read_text())
     assert {"head_epochs", "unfreeze", "learning_rate"} <= set(best)
+    # No --tuner: this recipe searches with Bayesian optimization, not Hyperband.
+    report = (directory / "tuning_report.md").read_text()
+    assert "bayesian search, objective `val_accuracy` (max)" in report
+
+
+def test_tune_refuses_hyperband_in_one_line(convnet, tmp_path, capsys):
+    """Hyperband grows a trial's epochs in rounds from its last weights; two fixed phases cannot
+    follow that, so it is refused before anything is searched, naming the tuners to use."""
+    directory = tmp_path / "tuning"
+    args = ["--base", convnet, "--dataset", "digits", "--directory", directory]
+    assert _main("tune", "--tiny", "--tuner", "hyperband", *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --tuner hyperband grows each trial's epochs in rounds")
+    assert err.endswith("use --tuner bayesian (the default here) or --tuner random.\n")
+    assert err.count("\n") == 1
+    assert not directory.exists()
 
 
 BAD_INPUT = {

@@ -17,9 +17,9 @@ from tests.conftest import ROOT, recipe_module, run_cli
 RECIPE = ROOT / "recipes" / "text_bilstm" / "recipe.py"
 
 
-def _recipe() -> dlrecipes.Recipe:
-    module = recipe_module("text_bilstm")
-    return dlrecipes.Recipe.from_module("text_bilstm", module)
+def main(*argv) -> int:
+    """The text recipe's command line, run in this process."""
+    return recipe_module("text_bilstm").main([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_model_reloads_in_safe_mode_and_classifies_new_raw_sentences(trained):
 
 def test_evaluate_scores_the_saved_model_like_training_did(trained, capsys):
     run_dir, _ = trained
-    assert dlrecipes.cli.run(_recipe(), ["evaluate", "--model", str(run_dir / "model.keras")]) == 0
+    assert main("evaluate", "--model", run_dir / "model.keras") == 0
     scored = json.loads((run_dir / "eval-rt_snippets.json").read_text())
     trained_metrics = json.loads((run_dir / "metrics.json").read_text())
     assert scored["accuracy"] == pytest.approx(trained_metrics["accuracy"])
@@ -79,9 +79,8 @@ def test_multiclass_csv_trains_and_bad_csv_fails_with_a_message(tmp_path, capsys
     ]
     good = tmp_path / "pets.csv"
     good.write_text("\n".join(rows) + "\n")
-    recipe = _recipe()
     argv = ["train", "--tiny", "--dataset", f"csv:{good}", "--run-dir", str(tmp_path / "run")]
-    assert dlrecipes.cli.run(recipe, [*argv, "--epochs", "3"]) == 0
+    assert main(*argv, "--epochs", "3") == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["class_names"] == ["cats", "dogs", "fish"]
     assert np.asarray(metrics["confusion_matrix"]).shape == (3, 3)
@@ -90,7 +89,7 @@ def test_multiclass_csv_trains_and_bad_csv_fails_with_a_message(tmp_path, capsys
     bad.write_text("review,stars\ngreat,5\n")
     argv = ["train", "--tiny", "--dataset", f"csv:{bad}", "--run-dir", str(tmp_path / "bad")]
     capsys.readouterr()
-    assert dlrecipes.cli.run(recipe, argv) == 2
+    assert main(*argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: csv:") and "no 'text' or 'label' column" in err
     assert "Traceback" not in err
@@ -101,14 +100,12 @@ def test_predict_classifies_texts_and_files_of_texts(trained, tmp_path, capsys):
     model = str(run_dir / "model.keras")
     reviews = tmp_path / "reviews.txt"
     reviews.write_text("A wonderful, moving film.\n\nDull, lifeless and far too long.\n")
-    recipe = _recipe()
-    assert dlrecipes.cli.run(recipe, ["predict", "--model", model, "Superb.", str(reviews)]) == 0
+    assert main("predict", "--model", model, "Superb.", reviews) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[2].endswith("Dull, lifeless and far too long.")
     assert all(line.split()[0] in ("fresh", "rotten") for line in lines)
 
-    argv = ["predict", "--model", model, "--json", "Superb.", str(reviews)]
-    assert dlrecipes.cli.run(recipe, argv) == 0
+    assert main("predict", "--model", model, "--json", "Superb.", reviews) == 0
     results = json.loads(capsys.readouterr().out)
     assert [r.get("source") for r in results] == [None, f"{reviews}:1", f"{reviews}:3"]
     assert results[1]["input"] == "A wonderful, moving film."
@@ -119,8 +116,7 @@ def test_predict_classifies_texts_and_files_of_texts(trained, tmp_path, capsys):
         assert r["probabilities"] == pytest.approx({"fresh": row[0], "rotten": row[1]}, abs=1e-5)
 
     (tmp_path / "latin1.txt").write_bytes(b"caf\xe9 cr\xe8me\n")
-    argv = ["predict", "--model", model, str(tmp_path / "latin1.txt")]
-    assert dlrecipes.cli.run(recipe, argv) == 2
+    assert main("predict", "--model", model, tmp_path / "latin1.txt") == 2
     assert "latin1.txt is not UTF-8 text" in capsys.readouterr().err
 
 

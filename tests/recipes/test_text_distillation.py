@@ -11,7 +11,7 @@ import pytest
 
 from dlrecipes import distillation
 from dlrecipes.distillation import transfer
-from tests.conftest import recipe_main, recipe_module, run_cli
+from tests.conftest import recipe_module, run_cli
 
 WORDS = {
     "pos": ["wonderful", "moving", "superb", "funny", "charming", "clever", "warm", "gripping"],
@@ -21,7 +21,9 @@ COMMON = ["film", "story", "acting", "plot", "cast", "script", "ending", "score"
 TINY = ("--tiny", "--word-vectors", "none", "--batch-size", "16")
 
 
-run = recipe_main("text_bilstm")
+def run(*argv) -> int:
+    """The text recipe's command line, run in this process."""
+    return recipe_module("text_bilstm").main([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,7 @@ def test_the_recipes_transfer_set_holds_no_held_out_text_and_is_labelled_once(
         transfer_copies=8,
     )
     splits = module.load_data(config)
-    distilled = module.distill(config, splits)
+    distilled = module.transfer_set(config, splits)
     transfer_texts, _ = distillation.texts_and_labels(distilled.train)
     train_texts, _ = distillation.texts_and_labels(splits.train)
     held_out = [
@@ -115,7 +117,7 @@ def test_the_recipes_transfer_set_holds_no_held_out_text_and_is_labelled_once(
     # its teacher predictions, does not change with that order.
     assert distillation.texts_and_labels(splits.train)[0] != train_texts
     capsys.readouterr()
-    module.distill(config, splits)
+    module.transfer_set(config, splits)
     assert "read from" in capsys.readouterr().out
 
 
@@ -146,7 +148,13 @@ def test_unusable_teachers_and_tune_with_a_teacher_stop_with_one_line(
         assert err.count("\n") == 1 and "Traceback" not in err
         assert not (run_dir / "config.json").exists()  # nothing left looking like a run
 
+    # `tune` searches on the labels: a teacher is refused before anything is searched.
     teacher = root / "teacher" / "model.keras"
     argv = ["tune", "--tiny", "--dataset", f"csv:{csv}", "--teacher", teacher]
     assert run(*argv, "--directory", tmp_path / "tuning") == 2
-    assert "drop --teacher" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err == (
+        "error: tune searches on the training labels and ignores a teacher: drop --teacher, then "
+        "train with the best hyperparameters and --teacher (train --hparams ... --teacher ...).\n"
+    )
+    assert not (tmp_path / "tuning").exists()
