@@ -31,10 +31,9 @@ import time
 from pathlib import Path
 
 import keras
-from common import REPO, EpochClock, recipe_of, write_result
+from common import REPO, EpochClock, load_recipe, timed_fits, write_result
 
-import dlrecipes
-from dlrecipes import distillation, runtime, training
+from dlrecipes import distillation, runtime
 from dlrecipes.distillation import compare
 
 DISTILLED_EPOCHS = 8  # DESIGN.md's measured setting: 8 epochs over the 5x transfer set
@@ -56,12 +55,13 @@ def teacher_from_recipe(tiny: bool) -> tuple[Path, float]:
     return run_dir / "model.keras", time.perf_counter() - start
 
 
-def run(recipe: dlrecipes.Recipe, config, run_dir: Path) -> dict:
-    """One training run through the shared loop: its metrics, training and wall seconds."""
+def run(module, config, run_dir: Path) -> dict:
+    """One run of the text recipe's `train`: its metrics, training and wall seconds."""
     runtime.seed_everything(config.seed)
     clock = EpochClock()
     start = time.perf_counter()
-    result = training.train(recipe, config, run_dir, extra_callbacks=[clock])
+    with timed_fits(clock):
+        result = module.train(config, run_dir)
     return {
         "metrics": result.metrics,
         "train_s": clock.elapsed,
@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--swap", default="corpus", choices=distillation.SWAPS)
     args = parser.parse_args()
 
-    module, recipe = recipe_of("text_bilstm")
+    module = load_recipe("text_bilstm")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         teacher_s = None
@@ -90,14 +90,14 @@ def main() -> None:
         labels_only, distilled = [], []
         for seed in range(args.seeds):
             config = dataclasses.replace(base, seed=seed)
-            labels_only.append(run(recipe, config, workdir / f"labels-{seed}"))
+            labels_only.append(run(module, config, workdir / f"labels-{seed}"))
             config = dataclasses.replace(
                 config,
                 teacher=str(teacher),
                 swap=args.swap,
                 epochs=base.epochs if args.tiny else DISTILLED_EPOCHS,
             )
-            distilled.append(run(recipe, config, workdir / f"distilled-{seed}"))
+            distilled.append(run(module, config, workdir / f"distilled-{seed}"))
 
         # Teacher and the first student, side by side in this process, more turns than a report.
         splits = module.load_data(base)

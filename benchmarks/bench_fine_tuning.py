@@ -33,12 +33,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from common import REPO, RESULTS, EpochClock, load_recipe, write_result
+from common import REPO, RESULTS, EpochClock, load_recipe, timed_fits, write_result
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 import dlrecipes
-from dlrecipes import data, runtime, study, training
+from dlrecipes import data, runtime
 from dlrecipes.models import bases, transfer
 
 PRESET = REPO / "recipes" / "fine_tuning" / "digits.json"
@@ -60,14 +60,12 @@ def image_study(tmp: Path) -> None:
     start_load = load()
     runtime.seed_everything(0)
     image = load_recipe("image_classification")
-    image_recipe = dlrecipes.Recipe.from_module("image_classification", image)
-    base = training.train(image_recipe, image.Config(), tmp / "base")
+    base = image.train(image.Config(), tmp / "base")
     fine = load_recipe("fine_tuning")
     values = {**json.loads(PRESET.read_text()), "base": str(tmp / "base" / "model.keras")}
     config = dataclasses.replace(fine.Config.from_dict(values), study=COUNTS)
     start = time.perf_counter()
-    fine_recipe = dlrecipes.Recipe.from_module("fine_tuning", fine)
-    summary = study.run(fine_recipe, config, tmp / "study").metrics
+    summary = fine.train(config, tmp / "study").metrics  # --study: the few-label study
     minutes = (time.perf_counter() - start) / 60
     arms = summary["arms"]
     rows = []
@@ -133,12 +131,12 @@ def keras_latency(model: keras.Model) -> float:
     return latency_ms(lambda x: call(x).numpy(), tf.constant([LATENCY_TEXT]))
 
 
-def recipe_row(module, name: str, config) -> dict:
+def recipe_row(module, config) -> dict:
     clock = EpochClock()
     with tempfile.TemporaryDirectory() as tmp:
-        recipe = dlrecipes.Recipe.from_module(name, module)
-        result = training.train(recipe, config, Path(tmp) / "run", extra_callbacks=[clock])
-        model = training.load_model(Path(tmp) / "run" / "model.keras")
+        with timed_fits(clock):
+            result = module.train(config, Path(tmp) / "run")
+        model = dlrecipes.load_model(Path(tmp) / "run" / "model.keras")
     return {
         "test": result.metrics["accuracy"],
         "val": result.metrics["best_val_accuracy"],
@@ -222,9 +220,9 @@ def text_table() -> None:
     text = load_recipe("text_bilstm")
     results = {}
     runtime.seed_everything(0)
-    results["fine-tuning recipe default (MiniLM)"] = recipe_row(fine, "fine_tuning", fine.Config())
+    results["fine-tuning recipe default (MiniLM)"] = recipe_row(fine, fine.Config())
     runtime.seed_everything(0)
-    results["text recipe default (BiLSTM)"] = recipe_row(text, "text_bilstm", text.Config())
+    results["text recipe default (BiLSTM)"] = recipe_row(text, text.Config())
     results["TF-IDF + logistic regression"] = tfidf_row(train, validation, test)
     results["frozen MiniLM + logistic-regression probe"] = probe_row(train, validation, test)
     rows = [

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from common import EpochClock, accuracy_probe, load_recipe, mnist_test, write_result
+from common import EpochClock, accuracy_probe, load_recipe, mnist_test, timed_fits, write_result
 
 import dlrecipes
-from dlrecipes import data, runtime, training
+from dlrecipes import data, runtime
 
 EPOCHS_REF = 15
 
@@ -60,11 +60,10 @@ def main() -> None:
     ref = reference(train_x, train_y, accuracy_probe(test_x, test_y, rescale=True))
     target = ref.points[-1][2]
 
-    recipe = dlrecipes.Recipe.from_module("image_classification", module)
     clock = EpochClock(accuracy_probe(test_x, test_y))
-    with tempfile.TemporaryDirectory() as tmp:
-        training.train(recipe, config, Path(tmp) / "run", extra_callbacks=[clock])
-        best = training.load_model(Path(tmp) / "run" / "model.keras")
+    with tempfile.TemporaryDirectory() as tmp, timed_fits(clock):
+        module.train(config, Path(tmp) / "run")
+        best = dlrecipes.load_model(Path(tmp) / "run" / "model.keras")
         final = float(
             (best.predict(test_x, batch_size=1000, verbose=0).argmax(-1) == test_y).mean()
         )

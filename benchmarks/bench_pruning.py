@@ -18,8 +18,8 @@ from pathlib import Path
 
 from common import load_recipe, mnist_test, write_result
 
-from dlrecipes import training
-from dlrecipes.pruning import litert
+import dlrecipes
+from dlrecipes.pruning import litert, source
 
 # model -> (least accuracy change in points, other bounds); from the issue.
 TARGETS = {
@@ -49,16 +49,18 @@ def main() -> None:
     x_mnist, y_mnist = mnist_test()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        module.train(module.recipe(), config, run_dir)
+        module.train(config, run_dir)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         for row in metrics["models"]:
-            model = training.load_model(run_dir / row["model"] / "model.keras")
+            model = dlrecipes.load_model(run_dir / row["model"] / "model.keras")
             row["mnist"] = module.compare.accuracy(model, x_mnist, y_mnist)
         for row in metrics["exports"]:
             if row["format"].endswith(".tflite") and "error" not in row:
                 predicted = litert.predict(run_dir / row["file"], x_mnist).argmax(-1)
                 row["mnist"] = float((predicted == y_mnist).mean())
-        trained_as = module.source_config(config)
+        # The run's config.json names the source model it pruned; that model's run, its training.
+        pruned = json.loads((run_dir / "config.json").read_text())["model"]
+        trained_as = source.training_config(Path(pruned))
     load = os.getloadavg()
 
     dense = metrics["models"][0]

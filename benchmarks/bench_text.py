@@ -16,12 +16,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from common import EpochClock, recipe_of, write_result
+from common import EpochClock, load_recipe, timed_fits, write_result
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-import dlrecipes
-from dlrecipes import data, runtime, training
+from dlrecipes import data, runtime
 
 
 def arrays(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -86,12 +85,12 @@ def keras_io_bilstm(train, validation, test, epochs: int = 2) -> dict:
     }
 
 
-def recipe_run(module, recipe: dlrecipes.Recipe, arch: str) -> dict:
-    """The recipe's default config with `arch`, through the shared training loop."""
+def recipe_run(module, arch: str) -> dict:
+    """The recipe's default config with `arch`, trained by the recipe's `train`."""
     config = dataclasses.replace(module.Config(), arch=arch)
     clock = EpochClock()
-    with tempfile.TemporaryDirectory() as tmp:
-        result = training.train(recipe, config, Path(tmp) / "run", extra_callbacks=[clock])
+    with tempfile.TemporaryDirectory() as tmp, timed_fits(clock):
+        result = module.train(config, Path(tmp) / "run")
     return {
         "val": result.metrics["best_val_accuracy"],
         "test": result.metrics["accuracy"],
@@ -102,7 +101,7 @@ def recipe_run(module, recipe: dlrecipes.Recipe, arch: str) -> dict:
 
 def main() -> None:
     runtime.seed_everything(0)
-    module, recipe = recipe_of("text_bilstm")
+    module = load_recipe("text_bilstm")
     splits = data.load_text("rt_snippets")
     train, validation, test = (arrays(s) for s in (splits.train, splits.validation, splits.test))
 
@@ -112,7 +111,7 @@ def main() -> None:
     }
     for arch in ("bilstm", "bigru", "transformer"):
         runtime.seed_everything(0)
-        results[f"recipe --arch {arch}"] = recipe_run(module, recipe, arch)
+        results[f"recipe --arch {arch}"] = recipe_run(module, arch)
 
     tfidf = results["TF-IDF 1-2 grams + logistic regression"]["test"]
     keras_io = results["keras-io 2-layer BiLSTM (reference)"]["test"]

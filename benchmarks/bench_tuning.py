@@ -21,8 +21,7 @@ from pathlib import Path
 
 from common import REPO, load_recipe, write_result
 
-from dlrecipes import training, tuning
-from dlrecipes.contract import Recipe
+from dlrecipes import tuning
 
 RECIPE = REPO / "recipes" / "image_classification" / "recipe.py"
 HYPERBAND_MAX_EPOCHS = 4
@@ -30,14 +29,9 @@ EPOCH_BUDGET = 30
 WORKER_SEARCH = ["--tiny", "--tuner", "random", "--max-trials", "4", "--max-epochs", "2"]
 
 
-def image_recipe() -> tuple[Recipe, type]:
-    module = load_recipe("image_classification")
-    return Recipe.from_module("image_classification", module), module.Config
-
-
 def hyperband_vs_defaults(work: Path) -> list[dict]:
-    recipe, config_class = image_recipe()
-    config = dataclasses.replace(config_class(), epochs=HYPERBAND_MAX_EPOCHS)
+    module = load_recipe("image_classification")
+    config = dataclasses.replace(module.Config(), epochs=HYPERBAND_MAX_EPOCHS)
     options = tuning.SearchOptions(
         tuner="hyperband",
         max_epochs=HYPERBAND_MAX_EPOCHS,
@@ -45,14 +39,14 @@ def hyperband_vs_defaults(work: Path) -> list[dict]:
         overwrite=True,
     )
     start = time.perf_counter()
-    result = tuning.search(recipe, config, options)
+    result = module.tune(config, options)  # the recipe's own search space
     search_seconds = time.perf_counter() - start
     rows = result.summary.rows
     epochs_trained = sum(_trained_epochs(r, rows) for r in rows)
     assert epochs_trained <= EPOCH_BUDGET, epochs_trained
     best = json.loads(result.best_hparams_path.read_text())
     # The best trial's whole config, trained from scratch for the longest trial's epochs.
-    best_config = dataclasses.replace(config_class.from_dict(best), epochs=HYPERBAND_MAX_EPOCHS)
+    best_config = dataclasses.replace(module.Config.from_dict(best), epochs=HYPERBAND_MAX_EPOCHS)
     out = [
         {
             "run": f"hyperband search ({len(rows)} trials, {epochs_trained} epochs in all)",
@@ -64,7 +58,7 @@ def hyperband_vs_defaults(work: Path) -> list[dict]:
     ]
     for name, cfg in (("defaults", config), ("best hyperparameters", best_config)):
         start = time.perf_counter()
-        run = training.train(recipe, cfg, work / name)
+        run = module.train(cfg, work / name)
         out.append(
             {
                 "run": f"{name}, trained by train",

@@ -10,7 +10,7 @@ import dataclasses
 
 from common import EpochClock, load_recipe, write_result
 
-from dlrecipes import runtime, training
+from dlrecipes import data, optimizers, runtime
 
 EPOCHS = 3
 
@@ -19,8 +19,14 @@ def measure(module, jit: bool) -> EpochClock:
     runtime.seed_everything(0)
     config = dataclasses.replace(module.Config(), epochs=EPOCHS, jit=jit)
     splits = module.load_data(config)
-    steps = training.count_batches(splits.train)
-    model = training.compile_model(module.build_model(config, splits.info), config, steps)
+    steps = data.count_batches(splits.train)
+    model = module.build_model(config, splits.info)
+    model.compile(  # as the recipe's `fit` compiles it
+        optimizer=optimizers.optimizer(config, steps),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=runtime.use_jit(config.jit),
+    )
     clock = EpochClock()
     model.fit(splits.train, epochs=EPOCHS, callbacks=[clock], verbose=0)
     return clock

@@ -11,15 +11,16 @@ import keras
 import numpy as np
 import pytest
 
-from dlrecipes import cli
 from dlrecipes.models import vision
+from dlrecipes.multihost import launch
 from tests.conftest import SHARED_DATA, recipe_module
 
 MNIST_TEST = SHARED_DATA / "mnist-test"
 
 
-def MAIN(*argv) -> int:  # noqa: N802 - reads like the other recipes' MAIN
-    return cli.run(recipe_module("pruning").recipe(), [str(a) for a in argv])
+def MAIN(*argv) -> int:
+    """The pruning recipe's command line, run in this process."""
+    return recipe_module("pruning").main([str(a) for a in argv])
 
 
 # One test holds the whole tiny run: pytest-xdist would run a shared fixture once per worker.
@@ -32,7 +33,9 @@ def test_tiny_run_compares_every_variant_and_exports_the_best(tmp_path, monkeypa
         assert MAIN("train", "--tiny", "--run-dir", run_dir) == 0
     stdout = out.getvalue()
     assert stdout.strip().splitlines()[-1] == str(run_dir)
-    assert "Cached the model to prune in" in stdout  # the image recipe's, trained once
+    cache = tmp_path / "cache" / "pruning" / "image_classification-tiny"
+    assert f"training the image recipe's tiny model once, in {cache}" in stdout
+    assert (cache / "metrics.json").exists()  # trained once, reused by later runs
     for name in (
         "config.json",
         "history.csv",
@@ -116,4 +119,22 @@ def test_unprunable_layer_non_model_file_and_tune_are_refused(tmp_path, capsys):
     )
     assert "is not a readable Keras model" in line
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
-    assert "nothing for Keras Tuner to search" in one_line_refusal(capsys, "tune")
+    line = one_line_refusal(capsys, "tune", "--directory", tmp_path / "tuning")
+    assert "The pruning recipe compares its settings side by side in `train` and has no search" in (
+        line
+    )
+    assert "tune the source model with its own recipe" in line
+    assert not (tmp_path / "tuning").exists()
+
+
+def test_folds_and_multi_host_are_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    """Its variants train one after another on one host: --folds and --strategy multi_host get
+    one line, and no run directory (not even the source model's cache) is written."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DLRECIPES_CACHE", str(tmp_path / "cache"))
+    line = one_line_refusal(capsys, "train", "--tiny", "--folds", "2", "--run-dir", "folds")
+    assert "drop --strategy multi_host (and TF_CONFIG) and --folds" in line
+    monkeypatch.setenv("TF_CONFIG", launch.tf_config(["127.0.0.1:1", "127.0.0.1:2"], 0))
+    argv = ["train", "--tiny", "--strategy", "multi_host", "--run-dir", "multi"]
+    assert "trains its variants one after another on one host" in one_line_refusal(capsys, *argv)
+    assert not list(tmp_path.iterdir())
