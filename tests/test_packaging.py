@@ -53,7 +53,7 @@ def test_the_wheel_ships_every_recipe_folder(wheel):
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 
-def test_a_recipe_copied_from_the_installed_wheel_trains_outside_the_repository(
+def test_a_recipe_copied_from_the_installed_wheel_is_changed_and_trains_outside_the_repository(
     installed, tmp_path
 ):
     site, env = installed
@@ -75,6 +75,21 @@ def test_a_recipe_copied_from_the_installed_wheel_trains_outside_the_repository(
     for repository_only in ("make ", "benchmarks/", "../shared"):
         assert repository_only not in readme, repository_only
     assert "python image_classification/recipe.py train" in readme
+    # Changed where a user changes things: the recipe's own compile and fit.
+    source = recipe.read_text()
+    edits = {
+        'loss="sparse_categorical_crossentropy",': (
+            'loss=keras.losses.SparseCategoricalCrossentropy(reduction="sum"),'
+        ),
+        "callbacks=run.callbacks(),": (
+            "callbacks=[*run.callbacks(), keras.callbacks.LambdaCallback("
+            "on_epoch_end=lambda epoch, logs: print('my callback, epoch', epoch + 1))],"
+        ),
+    }
+    for old, new in edits.items():
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    recipe.write_text(source)
 
     train = f"""
 import runpy, sys
@@ -90,6 +105,11 @@ runpy.run_path(sys.argv[0], run_name="__main__")
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == f"dlrecipes from {site / 'dlrecipes' / '__init__.py'}"
     assert lines[-1] == "runs/x" and (project / "runs" / "x" / "model.keras").exists()
+    assert "my callback, epoch 1" in lines  # the added callback ran
+    # The summed loss: a batch of 64 digits sums to far more than a mean cross-entropy (< 2.4).
+    history = (project / "runs" / "x" / "history.csv").read_text().splitlines()
+    row = dict(zip(history[0].split(","), history[1].split(","), strict=True))
+    assert float(row["loss"]) > 20, row
 
 
 def test_copy_lists_the_recipes_and_never_overwrites(tmp_path, capsys):
