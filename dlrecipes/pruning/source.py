@@ -67,6 +67,8 @@ def resolve(config: Any) -> Any:
     `image_size`, the split's `data_seed`) and its kind of input (`inputs`) filled in from the
     run that trained it, where the config leaves them empty."""
     path = model_path(config.model, config.default_model, config.seed)
+    # First: a file that is no model is refused as such (not for lacking a config.json).
+    takes_text = load_model(path, compile=False).inputs[0].dtype == "string"
     trained = training_config(path)
     dataset = config.dataset or trained.get("dataset")
     if not dataset:
@@ -75,7 +77,6 @@ def resolve(config: Any) -> Any:
             "it was trained on)."
         )
     image_size = config.image_size or trained.get("image_size")
-    takes_text = load_model(path, compile=False).inputs[0].dtype == "string"
     return dataclasses.replace(
         config,
         model=str(path),

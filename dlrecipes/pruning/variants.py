@@ -17,7 +17,7 @@ import numpy as np
 
 from dlrecipes.errors import ConfigError
 from dlrecipes.pruning.magnitude import MagnitudePruning, prune_low_magnitude
-from dlrecipes.pruning.schedules import PolynomialDecay
+from dlrecipes.pruning.schedules import ConstantSparsity, PolynomialDecay
 from dlrecipes.pruning.structured import channel_scores, resize, scaled_widths
 from dlrecipes.pruning.targets import select
 
@@ -37,9 +37,16 @@ def plan(
     sparsities: tuple[float, ...],
     channel_fractions: tuple[float, ...],
     baseline_sparsity: float,
+    per_layer: Mapping[str, float] | None = None,
 ) -> list[Variant]:
     """Every variant a run makes, dense first; structured ones only for a model with channels
-    to rank (batch-norm convnets)."""
+    to rank (batch-norm convnets).
+
+    Raises:
+        ConfigError: `per_layer` (`--layer-sparsity`) names a layer the magnitude variants
+            cannot prune: refused here, before the run starts, not once the dense model is done.
+    """
+    select(source, ConstantSparsity(), per_layer or {})
     out = [Variant("dense", "source")]
     out += [Variant(f"unstructured-{round(100 * s)}", "magnitude", s) for s in sparsities]
     if channel_scores(source):

@@ -269,7 +269,11 @@ def train(
     data.check_training(splits)  # a test-only set (idx:) is refused before the run is claimed
     source_model = dlrecipes.load_model(config.model)
     plan = variants.plan(
-        source_model, config.sparsities, config.channel_fractions, config.baseline_sparsity
+        source_model,
+        config.sparsities,
+        config.channel_fractions,
+        config.baseline_sparsity,
+        config.per_layer(),  # --layer-sparsity: names refused now, before the run is claimed
     )
     with run.claim():  # Ctrl-C from here on prints the command that resumes the run
         models = {}

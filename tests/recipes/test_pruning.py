@@ -30,7 +30,7 @@ def test_tiny_run_compares_every_variant_and_exports_the_best(tmp_path, monkeypa
     monkeypatch.setenv("DLRECIPES_CACHE", str(tmp_path / "cache"))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert MAIN("train", "--tiny", "--run-dir", run_dir) == 0
+        assert MAIN("train", "--tiny", "--export", "--run-dir", run_dir) == 0
     stdout = out.getvalue()
     assert stdout.strip().splitlines()[-1] == str(run_dir)
     cache = tmp_path / "cache" / "pruning" / "image_classification-tiny"
