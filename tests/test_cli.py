@@ -113,6 +113,7 @@ def test_widths_that_do_not_fit_say_which_fit(digits, capsys):
     assert "\x1b[" not in line  # no terminal colour codes from Keras
 
 
+@pytest.mark.slow
 def test_refusals_about_run_directories_and_saved_models(finished, tmp_path, capsys):
     finished, _ = finished
     model = finished / "model.keras"
@@ -155,6 +156,7 @@ def test_refusals_about_run_directories_and_saved_models(finished, tmp_path, cap
     assert f"Move {backup.parent} away to restart that part of the run from its start" in line
 
 
+@pytest.mark.slow
 def test_a_config_from_another_recipe_without_its_name_is_still_named(finished, tmp_path, capsys):
     """Runs written before config.json named the recipe."""
     finished, _ = finished
@@ -169,6 +171,7 @@ def test_a_config_from_another_recipe_without_its_name_is_still_named(finished, 
     assert "config.json is not valid JSON" in line
 
 
+@pytest.mark.slow
 def test_divergence_is_one_line(digits, tmp_path, capsys):
     argv = [
         "--optimizer",
@@ -185,6 +188,7 @@ def test_divergence_is_one_line(digits, tmp_path, capsys):
     assert not (run_dir / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_a_folder_with_files_that_are_not_images(digits, tmp_path, capsys):
     root = tmp_path / "mixed"
     digit_folder(root, per_class=4)
@@ -260,6 +264,7 @@ def test_ctrl_c_during_a_search_says_how_to_continue_it(tmp_path, capsys, monkey
     )
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_training_prints_the_resume_command_and_exits_130(digits, tmp_path):
     """A real SIGINT to a real process: one line, no traceback, the exact command to resume."""
     run_dir = tmp_path / "run"
@@ -301,6 +306,7 @@ def test_ctrl_c_during_training_prints_the_resume_command_and_exits_130(digits, 
     assert (run_dir / "config.json").exists() and not (run_dir / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_folds_export_every_fold_and_evaluate_ignores_the_fold(tmp_path, capsys, recwarn):
     """Cross-validation on the embedded digits: each fold knows its length (no "ran out of data"),
     exports its model, and a fold's model scores on another dataset without its fold."""
@@ -324,6 +330,7 @@ def test_folds_export_every_fold_and_evaluate_ignores_the_fold(tmp_path, capsys,
     assert scored["num_examples"] == 10_000
 
 
+@pytest.mark.slow
 def test_training_says_one_step_and_one_replica(finished):
     _, out = finished
     assert ": 1 step/epoch, 1 replica, XLA" in out
@@ -355,6 +362,7 @@ def test_an_unknown_flag_prints_the_usage_of_its_subcommand(capsys, command):
     assert err.rstrip().endswith(f"{name}: error: unrecognized arguments: --no-such-flag")
 
 
+@pytest.mark.slow
 def test_predict_refuses_a_model_trained_by_another_recipe(finished, capsys):
     model = finished[0] / "model.keras"
     line = _refused(capsys, TEXT, "predict", "--model", model, "Superb.")
@@ -373,6 +381,7 @@ def test_predict_refuses_a_model_trained_by_another_recipe(finished, capsys):
         ("dlrecipes.data.load", ["train", "--run-dir", "TMP/run"]),
     ],
 )
+@pytest.mark.slow
 def test_a_bug_keeps_its_traceback(finished, tmp_path, monkeypatch, target, argv):
     """Only expected refusals become exit status 2: an error no one planned for propagates."""
 

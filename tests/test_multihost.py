@@ -65,6 +65,7 @@ def _epochs(run_dir) -> list[int]:
         return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_two_processes_train_the_text_recipe_as_one(tmp_path):
     run_dir = tmp_path / "run"
     code, out = _launch("text_bilstm", "--word-vectors", "none", "--run-dir", run_dir)
@@ -82,6 +83,7 @@ def test_two_processes_train_the_text_recipe_as_one(tmp_path):
     assert "test accuracy" in (run_dir / "logs" / "worker-0.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_epoch_and_the_job_started_again_resumes(tmp_path):
     run_dir = tmp_path / "run"
     pids: dict[str, int] = {}
@@ -123,6 +125,7 @@ def test_a_worker_killed_mid_epoch_and_the_job_started_again_resumes(tmp_path):
     assert (run_dir / "logs" / "worker-1.log").read_text().count("=== ") == 2
 
 
+@pytest.mark.slow
 def test_processes_that_cannot_form_the_cluster_fail_with_one_line(tmp_path):
     # Nobody listens on these ports: a worker whose chief never comes, a chief whose worker never
     # comes. Both fail after DLRECIPES_CLUSTER_TIMEOUT seconds, with one line each; the chief is

@@ -53,6 +53,7 @@ def test_the_wheel_ships_every_recipe_folder(wheel):
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 
+@pytest.mark.slow
 def test_a_recipe_copied_from_the_installed_wheel_is_changed_and_trains_outside_the_repository(
     installed, tmp_path
 ):

@@ -12,12 +12,15 @@ import sys
 import threading
 import time
 
+import pytest
+
 from tests.conftest import ROOT
 
 RECIPE = ROOT / "recipes" / "image_classification" / "recipe.py"
 TIMEOUT = 400  # seconds; a hang fails the test instead of blocking the suite
 
 
+@pytest.mark.slow
 def test_chief_and_two_workers_share_the_search_and_survive_a_killed_worker(tmp_path):
     directory = tmp_path / "search"
     command = [

@@ -31,6 +31,7 @@ def _phases(run_dir: Path) -> list[str]:
         return [row["phase"] for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_tiny_text_run_writes_both_phases_and_a_model_that_reads_raw_sentences(tmp_path):
     run_dir = tmp_path / "run"
     assert _main("train", "--tiny", "--run-dir", run_dir) == 0
@@ -53,6 +54,7 @@ def test_tiny_text_run_writes_both_phases_and_a_model_that_reads_raw_sentences(t
     assert scored["accuracy"] == pytest.approx(metrics["accuracy"])
 
 
+@pytest.mark.slow
 def test_an_image_run_fine_tuned_on_digits_reads_raw_8x8_images(tmp_path):
     # The base: the image recipe's tiny run, a convnet trained on MNIST for two short epochs.
     image_run = tmp_path / "image"
@@ -80,6 +82,7 @@ def convnet(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_few_label_study_compares_fine_tuning_with_scratch_and_resumes(convnet, tmp_path, capsys):
     run_dir = tmp_path / "study"
     args = ["--tiny", "--base", convnet, "--dataset", "digits", "--run-dir", run_dir]
@@ -124,6 +127,7 @@ def test_study_table_gives_mean_and_spread_over_seeds():
     assert "| all | 98.0% ± 1.4 | 98.0% ± 0.0 | +0.0 |" in markdown
 
 
+@pytest.mark.slow
 def test_search_trains_both_phases_of_every_trial_with_bayesian_by_default(convnet, tmp_path):
     directory = tmp_path / "tuning"
     status = _main(

@@ -47,6 +47,7 @@ def trained(tmp_path_factory) -> tuple:
     return run_dir, proc
 
 
+@pytest.mark.slow
 def test_the_console_shows_the_run_and_nothing_else(trained):
     """No TensorFlow start-up or CUDA lines, no TFDS size lines or progress bars, no Keras
     warnings: the data being prepared, one line per epoch, the result, the run directory."""
@@ -65,6 +66,7 @@ def test_the_console_shows_the_run_and_nothing_else(trained):
     assert lines[4].startswith("test accuracy: ") and lines[5] == str(run_dir)
 
 
+@pytest.mark.slow
 def test_train_writes_every_file_of_the_run_directory(trained):
     run_dir, proc = trained
     assert proc.stdout.strip().splitlines()[-1] == str(run_dir)
@@ -82,6 +84,7 @@ def test_train_writes_every_file_of_the_run_directory(trained):
     assert config["dataset"] == "mnist_sample" and config["widths"] == [16, 32]
 
 
+@pytest.mark.slow
 def test_saved_model_reloads_in_safe_mode_and_reads_raw_digits(trained):
     run_dir, _ = trained
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
@@ -92,6 +95,7 @@ def test_saved_model_reloads_in_safe_mode_and_reads_raw_digits(trained):
     assert (probs.argmax(-1) == labels).mean() > 0.5
 
 
+@pytest.mark.slow
 def test_export_serves_raw_uint8(trained):
     run_dir, _ = trained
     served = tf.saved_model.load(str(run_dir / "saved_model"))
@@ -99,6 +103,7 @@ def test_export_serves_raw_uint8(trained):
     assert tuple(out.shape) == (2, 10)
 
 
+@pytest.mark.slow
 def test_evaluate_on_the_official_test_split(trained):
     run_dir, _ = trained
     proc = run_cli(
@@ -113,6 +118,7 @@ def test_evaluate_on_the_official_test_split(trained):
     assert out["num_examples"] == 10_000 and out["accuracy"] > 0.5
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_data_of_another_shape(trained, tmp_path, capsys):
     run_dir, _ = trained
     for name in ("a", "b"):
@@ -141,6 +147,7 @@ def test_bad_flag_value_is_named(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_predict_names_the_digit_in_image_files_and_folders(trained, tmp_path, capsys):
     run_dir, _ = trained
     images = read_idx(next((SHARED_DATA / "mnist-test").glob("*images*")))[:8, ..., None]
@@ -185,6 +192,7 @@ def test_predict_names_the_digit_in_image_files_and_folders(trained, tmp_path, c
         ("missing.png", None, "missing.png: no such file or folder"),
     ],
 )
+@pytest.mark.slow
 def test_predict_refuses_what_is_no_image(trained, tmp_path, capsys, name, content, message):
     if content is not None:
         (tmp_path / name).write_bytes(content)

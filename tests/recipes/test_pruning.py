@@ -24,6 +24,7 @@ def MAIN(*argv) -> int:
 
 
 # One test holds the whole tiny run: pytest-xdist would run a shared fixture once per worker.
+@pytest.mark.slow
 def test_tiny_run_compares_every_variant_and_exports_the_best(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     # A cache of its own for the image recipe's tiny model (its process inherits this).

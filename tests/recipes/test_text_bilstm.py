@@ -30,6 +30,7 @@ def trained(tmp_path_factory) -> tuple:
     return run_dir, proc
 
 
+@pytest.mark.slow
 def test_train_writes_the_run_and_a_report_with_the_worst_mistakes(trained):
     run_dir, proc = trained
     assert proc.stdout.strip().splitlines()[-1] == str(run_dir)
@@ -51,6 +52,7 @@ def test_train_writes_the_run_and_a_report_with_the_worst_mistakes(trained):
     assert confidences == sorted(confidences, reverse=True) and confidences[0] > 0.5
 
 
+@pytest.mark.slow
 def test_model_reloads_in_safe_mode_and_classifies_new_raw_sentences(trained):
     run_dir, _ = trained
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
@@ -62,6 +64,7 @@ def test_model_reloads_in_safe_mode_and_classifies_new_raw_sentences(trained):
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_evaluate_scores_the_saved_model_like_training_did(trained, capsys):
     run_dir, _ = trained
     assert main("evaluate", "--model", run_dir / "model.keras") == 0
@@ -71,6 +74,7 @@ def test_evaluate_scores_the_saved_model_like_training_did(trained, capsys):
     assert "test accuracy on rt_snippets" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_multiclass_csv_trains_and_bad_csv_fails_with_a_message(tmp_path, capsys):
     rows = ["text,label"] + [
         f"{word} {word} story number {i},{label}"
@@ -95,6 +99,7 @@ def test_multiclass_csv_trains_and_bad_csv_fails_with_a_message(tmp_path, capsys
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_predict_classifies_texts_and_files_of_texts(trained, tmp_path, capsys):
     run_dir, _ = trained
     model = str(run_dir / "model.keras")

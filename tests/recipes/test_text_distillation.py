@@ -45,6 +45,7 @@ def reviews(tmp_path_factory):
     return root, csv
 
 
+@pytest.mark.slow
 def test_a_distilled_run_writes_an_ordinary_student_and_a_side_by_side_report(
     reviews, monkeypatch, capsys
 ):
@@ -88,6 +89,7 @@ def test_a_distilled_run_writes_an_ordinary_student_and_a_side_by_side_report(
     assert keras.saving.load_model(student / "model.keras").compiled is False
 
 
+@pytest.mark.slow
 def test_the_recipes_transfer_set_holds_no_held_out_text_and_is_labelled_once(
     reviews, monkeypatch, capsys
 ):
@@ -121,6 +123,7 @@ def test_the_recipes_transfer_set_holds_no_held_out_text_and_is_labelled_once(
     assert "read from" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_unusable_teachers_and_tune_with_a_teacher_stop_with_one_line(
     reviews, tmp_path, monkeypatch, capsys
 ):
