@@ -178,7 +178,7 @@ def build_model(config: Config, info: data.DataInfo) -> keras.Model:
 # ---------------------------------------------------------------------------------------------
 # Distillation (--teacher): the teacher labels the training texts and augmented copies of them
 # once (cached); the model then fits those soft targets. Masking, swapping and n-gram sampling as
-# Tang et al. 2019 did, with the probabilities DESIGN.md measured.
+# Tang et al. 2019 did, with the probabilities they used.
 # ---------------------------------------------------------------------------------------------
 
 AUGMENT = distillation.transfer.Augmenter(mask=0.1, swap=0.1, ngram=0.25, max_ngram=5)
