@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
-from render import data_versions
+from result_files import data_versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
