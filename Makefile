@@ -8,7 +8,7 @@ WORKERS ?= 0
 DIST   ?= dist
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help venv demo test lint format bench dist image-classification text-bilstm fine-tuning \
+.PHONY: help venv demo test lint format bench results dist image-classification text-bilstm fine-tuning \
 	pruning train-distributed clean
 
 help: ## list the targets
@@ -41,6 +41,9 @@ dist: $(STAMP) ## build the wheel and sdist into dist/; the recipes ship inside 
 
 bench: $(STAMP) ## side-by-side measurements; writes benchmarks/results/ (make bench BENCH=image)
 	$(PY) benchmarks/run.py $(BENCH)
+
+results: $(STAMP) ## rewrite every measured figure in the READMEs from benchmarks/results/*.json
+	$(PY) benchmarks/render.py
 
 image-classification: $(STAMP) ## train the image recipe: make image-classification ARGS="--epochs 5"
 	$(PY) recipes/image_classification/recipe.py train $(ARGS)

@@ -90,7 +90,13 @@ def main() -> None:
         "batch-norm statistics over gRPC; a second host adds cores, which is what multi-host "
         "training is for."
     )
-    path = write_result("multihost", "Image recipe, two processes (multi_host) vs one", rows, notes)
+    path = write_result(
+        "multihost",
+        "Image recipe, two processes (multi_host) vs one",
+        rows,
+        notes,
+        data=("mnist_sample",),
+    )
     print(path.read_text())
 
 

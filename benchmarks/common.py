@@ -8,10 +8,12 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import keras
+from result_files import data_versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -29,11 +31,23 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_result(name: str, title: str, rows: list[dict[str, Any]], notes: str = "") -> Path:
-    """Writes `results/<name>.json`: the rows of one benchmark table plus the machine."""
+def write_result(
+    name: str, title: str, rows: list[dict[str, Any]], notes: str = "", *, data: Sequence[str]
+) -> Path:
+    """Writes `results/<name>.json`: the rows of one benchmark table, the machine, and the
+    version of each embedded dataset in `data` that the run read (`mnist_sample`, ...), so that
+    the documents say which split a figure comes from (`render.py`)."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"name": name, "title": title, "machine": machine(), "rows": rows, "notes": notes}
+    versions = data_versions()
+    payload = {
+        "name": name,
+        "title": title,
+        "machine": machine(),
+        "data": {dataset: versions[dataset] for dataset in data},
+        "rows": rows,
+        "notes": notes,
+    }
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
 

@@ -108,7 +108,7 @@ class Teacher:
                 f"{classes}. Pass a teacher trained on this dataset."
             )
         self.num_classes = len(classes)
-        self.sha256 = wheels.sha256(self.path.read_bytes())
+        self.sha256 = wheels.file_sha256(self.path)
 
     def predict(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
         """The teacher's probabilities for `texts`, `(len(texts), classes)` float32.
