@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from dlrecipes import callbacks as cb
-from tests.conftest import ROOT, recipe_main, recipe_module
+from tests.conftest import ROOT, recipe_main, recipe_module, started
 
 RECIPE = ROOT / "recipes" / "image_classification" / "recipe.py"
 
@@ -45,23 +45,20 @@ def test_history_drops_rows_of_epochs_that_will_run_again(tmp_path):
     assert _history_epochs(path) == [0, 1]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_backup_with_nothing_lost(tmp_path, capsys):
     run_dir = tmp_path / "run"
     args = [RECIPE, "train", "--tiny", "--epochs", "5", "--run-dir", run_dir]
-    proc = subprocess.Popen(
-        [sys.executable, *map(str, args)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    history = run_dir / "history.csv"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if history.exists() and len(_history_epochs(history)) >= 2:
-            break
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    command = [sys.executable, *args]
+    output = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    with started(command, cwd=ROOT, **output) as proc:
+        history = run_dir / "history.csv"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if history.exists() and len(_history_epochs(history)) >= 2:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
     done = _history_epochs(history)
     assert 2 <= len(done) < 5, f"kill came too late or too early: {done}"
     assert (run_dir / "backup").is_dir()

@@ -4,6 +4,7 @@ recipe copied out of it trains in a project outside the repository."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -44,6 +45,7 @@ def installed(wheel, tmp_path_factory) -> tuple[Path, dict[str, str]]:
     return site, {**os.environ, "PYTHONPATH": str(site)}
 
 
+@pytest.mark.slow
 def test_the_wheel_ships_every_recipe_folder(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert RECIPES  # the checkout's recipes/<name>/recipe.py folders
@@ -53,6 +55,7 @@ def test_the_wheel_ships_every_recipe_folder(wheel):
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 
+@pytest.mark.slow
 def test_a_recipe_copied_from_the_installed_wheel_trains_outside_the_repository(
     installed, tmp_path
 ):
@@ -90,6 +93,20 @@ runpy.run_path(sys.argv[0], run_name="__main__")
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == f"dlrecipes from {site / 'dlrecipes' / '__init__.py'}"
     assert lines[-1] == "runs/x" and (project / "runs" / "x" / "model.keras").exists()
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_a_copied_recipe_describes_the_copy_not_this_repository(name, tmp_path):
+    from dlrecipes import copying
+
+    folder = copying.copy_recipe(name, tmp_path)
+    readme, code = (folder / "README.md").read_text(), (folder / "recipe.py").read_text()
+    assert f"python {name}/recipe.py train" in readme
+    assert "In the dlrecipes repository" not in readme and "make " not in readme
+    for text in (readme, code):
+        assert "../shared" not in text
+        assert not re.findall(r"(?<![\w/.-])recipes/\w+", text)  # paths of this checkout
+        assert not re.findall(r"make [\w-]+ ARGS=", text)
 
 
 def test_copy_lists_the_recipes_and_never_overwrites(tmp_path, capsys):

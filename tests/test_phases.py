@@ -158,6 +158,7 @@ def image_base(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_a_run_killed_in_either_phase_or_between_them_resumes_from_its_backup(image_base, tmp_path):
     module = recipe_module("fine_tuning")
     fine_tuning = recipe("fine_tuning")

@@ -101,6 +101,7 @@ def _interrupt(*args, **kwargs):
     raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_a_run_killed_at_every_point_resumes_with_nothing_lost(digits, tmp_path, capsys):
     run_dir = tmp_path / "run"
     argv = ["train", "--tiny", "--dataset", f"folder:{digits}", "--image-size", "28,28"]
@@ -162,6 +163,7 @@ def test_a_run_killed_at_every_point_resumes_with_nothing_lost(digits, tmp_path,
     assert "finished already" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_folds_run_killed_before_a_fold_wrote_its_config_resumes(digits, tmp_path, capsys):
     run_dir = tmp_path / "cv"
     argv = ["train", "--tiny", "--dataset", f"folder:{digits}", "--image-size", "28,28"]

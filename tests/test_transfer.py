@@ -159,6 +159,7 @@ def test_a_saved_image_model_becomes_a_base_without_its_head(tmp_path):
     assert not canvas[:4].any() and not canvas[-4:].any() and canvas[4:24, 4:24].min() > 254
 
 
+@pytest.mark.usefixtures("offline")
 def test_bad_bases_are_refused_with_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="Unknown base 'bert'. Use one of minilm"):
         bases.load("bert")
@@ -169,7 +170,7 @@ def test_bad_bases_are_refused_with_what_to_do(tmp_path, monkeypatch):
         bases.kind(str(tmp_path / "junk.keras"))
     with pytest.raises(CheckpointError, match="is not a readable Keras model"):
         bases.load(str(tmp_path / "junk.keras"))
-    # This machine reaches PyPI only: the ImageNet weights fail at once, saying what to do.
+    # Offline (the `offline` fixture): the ImageNet weights fail at once, saying what to do.
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(WeightsUnavailable, match="copy .*notop.h5 to the same place here"):
         bases.load("resnet50")
