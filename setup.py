@@ -10,7 +10,9 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-RECIPES = [f"dlrecipes.recipes.{p.parent.name}" for p in sorted(Path("recipes").glob("*/recipe.py"))]
+RECIPES = [
+    f"dlrecipes.recipes.{p.parent.name}" for p in sorted(Path("recipes").glob("*/recipe.py"))
+]
 
 # `pip install -e .` of a checkout without a src/ folder installs through an import hook, which
 # setuptools announces with an informational notice, not a problem; it is expected here.
