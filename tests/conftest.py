@@ -27,10 +27,10 @@ MNIST_TEST_DIR = ROOT / "tests" / "fixtures" / "mnist-test"
 # git): the wheels the text tests fetch from PyPI (about 93 MB), Keras' and matplotlib's files,
 # and anything else that would go to ~/.cache. Nothing is written to the user's home.
 CACHE = ROOT / ".cache"
-# This process's scratch space, removed when it exits: a TFDS data dir of its own (each pytest
-# worker prepares the embedded sets once; TFDS reads the variable when it is imported, so it is
-# set here, before any test module imports it).
-_SCRATCH = tempfile.TemporaryDirectory(prefix="dlrecipes-tests-")
+# This process's scratch space, removed when its session ends (`pytest_unconfigure`): a TFDS data
+# dir of its own (each pytest worker prepares the embedded sets once; TFDS reads the variable when
+# it is imported, so it is set here, before any test module imports it).
+_SCRATCH = tempfile.TemporaryDirectory(prefix="dlrecipes-tests-", ignore_cleanup_errors=True)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.update(
@@ -41,6 +41,12 @@ os.environ.update(
     PIP_NO_CACHE_DIR="1",  # pip download / install keep no second copy of what they fetch
     TFDS_DATA_DIR=str(Path(_SCRATCH.name) / "tfds"),
 )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Removes this process's scratch space; pytest-xdist's workers may end without running the
+    finalizers that would otherwise remove it at exit."""
+    _SCRATCH.cleanup()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

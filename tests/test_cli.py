@@ -177,6 +177,7 @@ def test_divergence_is_one_line(digits, tmp_path, capsys):
     assert not (run_dir / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_a_folder_with_files_that_are_not_images(digits, tmp_path, capsys):
     root = tmp_path / "mixed"
     digit_folder(root, per_class=4)

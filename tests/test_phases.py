@@ -38,6 +38,7 @@ def _changed(before: dict, after: dict, paths) -> list[str]:
     return [p for p in paths if not np.array_equal(before[p], after[p])]
 
 
+@pytest.mark.slow
 def test_phase_one_trains_the_head_alone_and_phase_two_the_top_with_fixed_statistics():
     base = bases.load("mobilenet_v3_small", pretrained=False, input_size=32)
     model = transfer.classifier(base, INFO, dropout=0.0)

@@ -89,6 +89,7 @@ def minilm_numpy(ids: list[int], exact_gelu: bool = False) -> np.ndarray:
     return x.mean(0)
 
 
+@pytest.mark.slow
 def test_minilm_inside_the_model_matches_an_independent_numpy_forward_pass():
     model = transfer.classifier(bases.load("minilm"), TEXT_INFO)
     ours = features(model).predict(tf.constant(SENTENCES), verbose=0)
@@ -101,6 +102,7 @@ def test_minilm_inside_the_model_matches_an_independent_numpy_forward_pass():
     assert np.abs(ours[0] - ours[1]).max() > 0.1  # different sentences, different vectors
 
 
+@pytest.mark.slow
 def test_text_model_keeps_its_tokenizer_across_a_safe_mode_reload(tmp_path):
     model = transfer.classifier(bases.load("tiny-bert"), TEXT_INFO, sequence_length=16)
     before = model.predict(tf.constant(SENTENCES), verbose=0)
