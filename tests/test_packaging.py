@@ -12,18 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, started
 
 RECIPES = sorted(p.parent.name for p in (ROOT / "recipes").glob("*/recipe.py"))
 
 
 def run(*args: str | Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [*map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
-    )
+    """Runs `args`; past 8 minutes it is killed, with what it started."""
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    with started(args, cwd=cwd, env=env, **output) as proc:
+        stdout, stderr = proc.communicate(timeout=480)
     if proc.returncode:
-        raise AssertionError(f"{args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
+        raise AssertionError(f"{args} exited {proc.returncode}\n{stdout}\n{stderr}")
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="session")
@@ -86,11 +87,7 @@ print("dlrecipes from", dlrecipes.__file__)
 sys.argv = ["{recipe}", "train", "--tiny", "--epochs", "1", "--run-dir", "runs/x"]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-    proc = subprocess.run(
-        [sys.executable, "-c", train], cwd=project, env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
+    lines = run(sys.executable, "-c", train, cwd=project, env=env).stdout.strip().splitlines()
     assert lines[0] == f"dlrecipes from {site / 'dlrecipes' / '__init__.py'}"
     assert lines[-1] == "runs/x" and (project / "runs" / "x" / "model.keras").exists()
 
