@@ -70,5 +70,5 @@ tune-%: $(STAMP) ## tune a recipe: make tune-image-classification ARGS="--tuner 
 	$(PY) -m dlrecipes.tuning.launch --workers $(WORKERS) -- \
 		$(PY) recipes/$(subst -,_,$*)/recipe.py tune $(ARGS)
 
-clean: ## remove .venv, runs/ and dist/
-	rm -rf $(VENV) runs $(DIST)
+clean: ## remove .venv, runs/, dist/ and the tests' cache .cache/
+	rm -rf $(VENV) runs $(DIST) .cache

@@ -64,6 +64,7 @@ def _config(**overrides):
     return dataclasses.replace(FINE_TUNING.Config(), **(values | overrides))
 
 
+@pytest.mark.slow
 def test_phase_one_trains_the_head_alone_and_phase_two_the_top_with_fixed_statistics(digits):
     base = bases.load("mobilenet_v3_small", pretrained=False, input_size=32)
     model = transfer.classifier(base, digits.info, dropout=0.0)
@@ -147,6 +148,7 @@ def image_base(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_a_run_stopped_in_either_phase_or_between_them_resumes_from_its_backups(
     image_base, tmp_path, monkeypatch
 ):

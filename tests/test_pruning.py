@@ -230,6 +230,7 @@ for row in pruning.sparsity_report(model):
 """
 
 
+@pytest.mark.slow
 def test_pruning_under_mirrored_strategy_over_two_logical_cpus():
     out = run_cli("-c", MIRRORED).stdout
     assert "mask MirroredVariable" in out

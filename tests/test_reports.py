@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import run_cli
 
 PLOTS = """
@@ -23,6 +25,7 @@ print("backend", matplotlib.get_backend())
 """
 
 
+@pytest.mark.slow
 def test_plots_are_png_files_and_leave_the_backend_alone(tmp_path):
     proc = run_cli("-c", PLOTS, tmp_path)
     assert proc.stdout.split()[-2:] == ["backend", "svg"]

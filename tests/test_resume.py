@@ -105,6 +105,7 @@ def _interrupt(*args, **kwargs):
     raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_a_run_stopped_at_every_point_resumes_with_nothing_lost(digits, tmp_path, capsys):
     run_dir = tmp_path / "run"
     argv = ["train", "--tiny", "--dataset", f"folder:{digits}", "--image-size", "28,28"]
@@ -164,6 +165,7 @@ def test_a_run_stopped_at_every_point_resumes_with_nothing_lost(digits, tmp_path
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
 
 
+@pytest.mark.slow
 def test_a_folds_run_stopped_before_a_fold_wrote_its_config_resumes(digits, tmp_path, capsys):
     run_dir = tmp_path / "cv"
     argv = ["train", "--tiny", "--dataset", f"folder:{digits}", "--image-size", "28,28"]

@@ -132,6 +132,7 @@ print("exit", main(*flags, "--run-dir", sys.argv[1] + "/auto"))
 """
 
 
+@pytest.mark.slow
 def test_mirrored_mixed_precision_on_two_logical_cpus_refuses_xla_and_trains_without(tmp_path):
     """`--jit` across two replicas crashed in the first step before the policy refused it:
     "Trying to access resource ... located in device CPU:1 from device CPU:0"."""

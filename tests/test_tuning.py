@@ -58,6 +58,7 @@ def searched(tmp_path_factory) -> tuple[Path, str]:
     return directory, stdout
 
 
+@pytest.mark.slow
 def test_search_writes_every_result_file(searched):
     directory, stdout = searched
     assert stdout.strip().splitlines()[-1] == str(directory / "best_hparams.json")
@@ -73,6 +74,7 @@ def test_search_writes_every_result_file(searched):
     assert "random search, objective `val_accuracy` (max)" in report
 
 
+@pytest.mark.slow
 def test_best_hparams_is_the_best_trials_whole_config(searched):
     directory, _ = searched
     best = json.loads((directory / "best_hparams.json").read_text())
@@ -92,6 +94,7 @@ def test_best_hparams_is_the_best_trials_whole_config(searched):
     assert best["head"] == "flatten" and best["activation"] == "gelu"  # --tiny's, and a flag's
 
 
+@pytest.mark.slow
 def test_the_printed_command_trains_the_best_trial_again(searched, tmp_path):
     directory, _ = searched
     report = (directory / "tuning_report.md").read_text()
@@ -103,6 +106,7 @@ def test_the_printed_command_trains_the_best_trial_again(searched, tmp_path):
     assert best_val_accuracy(tmp_path / "run") == pytest.approx(float(best["val_accuracy"]))
 
 
+@pytest.mark.slow
 def test_a_trial_with_the_defaults_scores_as_train_does(searched, tmp_path):
     """The defaults' trial averages the weights (`ema` 0.95) and validates the average, as
     `train` does; a bare `fit` would have scored the raw weights."""
@@ -114,6 +118,7 @@ def test_a_trial_with_the_defaults_scores_as_train_does(searched, tmp_path):
     assert best_val_accuracy(tmp_path) == pytest.approx(float(rows["0"]["val_accuracy"]))
 
 
+@pytest.mark.slow
 def test_first_trial_tries_the_config_defaults(searched):
     directory, _ = searched
     first = trials(directory)["0"]["hyperparameters"]["values"]
@@ -123,6 +128,7 @@ def test_first_trial_tries_the_config_defaults(searched):
     assert first["learning_rate"] == pytest.approx(tiny.learning_rate)
 
 
+@pytest.mark.slow
 def test_resume_runs_only_the_missing_trials(searched, tmp_path):
     directory = tmp_path / "search"
     shutil.copytree(searched[0], directory)
@@ -137,6 +143,7 @@ def test_resume_runs_only_the_missing_trials(searched, tmp_path):
     assert all(t["status"] == "COMPLETED" for t in after.values())
 
 
+@pytest.mark.slow
 def test_a_search_directory_is_resumed_only_as_it_was_started(searched, tmp_path, capsys):
     directory = searched[0]
     before = trials(directory)
@@ -161,6 +168,7 @@ def test_a_search_directory_is_resumed_only_as_it_was_started(searched, tmp_path
     assert err.startswith(f"error: {older} holds a search that a bayesian search cannot continue")
 
 
+@pytest.mark.slow
 def test_search_in_which_every_trial_fails_exits_nonzero(tmp_path, capsys):
     module = recipe_module("image_classification")
 
@@ -185,6 +193,7 @@ def test_search_in_which_every_trial_fails_exits_nonzero(tmp_path, capsys):
     assert "No trial completed" in report and "[0, 3)" in report
 
 
+@pytest.mark.slow
 def test_a_diverging_trial_fails_with_the_nan_guards_message(tmp_path, capsys):
     # --learning-rate 1e6 lies far above the searched range, which widens to reach it.
     code = MAIN(*SEARCH, "--max-trials", "1", "--learning-rate", "1e6", "--directory", tmp_path)

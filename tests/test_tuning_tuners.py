@@ -9,6 +9,8 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
 from dlrecipes import cli, tuning
 from dlrecipes.contract import Recipe
 from tests.conftest import recipe_module
@@ -40,6 +42,7 @@ def trial_files(directory: Path, trial_id: str, name: str) -> dict:
     return json.loads((directory / "image_classification" / f"trial_{trial_id}" / name).read_text())
 
 
+@pytest.mark.slow
 def test_hyperband_continues_trials_and_records_what_train_runs(tmp_path, capsys):
     # No --tuner: Hyperband is the default. --max-epochs 3: one-epoch trials, the best third of
     # them trained on to 3 epochs from their weights, and a bracket of 3-epoch trials.
@@ -67,6 +70,7 @@ def test_hyperband_continues_trials_and_records_what_train_runs(tmp_path, capsys
     assert best == trial_files(tmp_path, rows[0]["trial"], "config.json")
 
 
+@pytest.mark.slow
 def test_bayesian_search_honours_flags_outside_the_space(tmp_path, capsys):
     # --learning-rate 0.05 lies above the searched 3e-4..1e-2 and --optimizer sgd is not among
     # the choices: the range widens and the choice joins, and the first trial uses both.

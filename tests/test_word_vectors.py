@@ -85,6 +85,7 @@ with runtime.strategy("mirrored").scope():  # build_model runs in the strategy's
 """
 
 
+@pytest.mark.slow
 def test_in_context_vectors_are_the_same_inside_a_mirrored_mixed_precision_build(
     in_context, tmp_path, monkeypatch
 ):

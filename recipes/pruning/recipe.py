@@ -4,8 +4,8 @@
     python recipes/pruning/recipe.py train --tiny     # seconds: a smoke run
     python recipes/pruning/recipe.py train --model runs/text_bilstm/<id>/model.keras
     python recipes/pruning/recipe.py evaluate --model runs/pruning/<id>/model.keras \
-        --dataset idx:DIR                             # e.g. the official MNIST test files
-    make pruning ARGS="--sparsities 0.5,0.8,0.9,0.95"
+        --dataset idx:DIR                             # the official MNIST test files
+    python recipes/pruning/recipe.py train --sparsities 0.5,0.8,0.9,0.95
 
 It starts from a trained model of this project (`--model`); without one it trains the image
 recipe's default once (`recipes/image_classification/recipe.py train`, about a minute) into
