@@ -26,9 +26,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import ROOT, recipe_module
+from tests.conftest import ROOT, recipe_module, run_cli, started
 
-pytestmark = pytest.mark.slow
+# Three processes per recipe, each a tiny training: minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 # Per recipe: extra flags that make a tiny run long enough to be stopped part-way.
 FLAGS = {
@@ -47,10 +48,12 @@ def _history(path: Path) -> list[int]:
         return [int(r["epoch"]) for r in csv.DictReader(f)]
 
 
-def _start(recipe: str, *args: str | Path) -> subprocess.Popen:
+def _start(recipe: str, *args: str | Path):
+    """The recipe's command line in a process of its own (killed, with what it started, when
+    the block is left: `conftest.started`)."""
     script = ROOT / "recipes" / recipe / "recipe.py"
-    return subprocess.Popen(
-        [sys.executable, str(script), *map(str, args)],
+    return started(
+        [sys.executable, script, *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -99,10 +102,10 @@ def test_killed_interrupted_and_resumed_runs_lose_nothing_and_repeat_nothing(rec
 
     # 1. SIGKILL once something is finished (an epoch; for pruning, a variant) and a step backup
     # of what follows may exist.
-    proc = _start(recipe, *train, "--run-dir", run_dir)
-    _wait_for(proc, lambda: progress() >= (2 if recipe == "pruning" else 1), "a finished epoch")
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
+    with _start(recipe, *train, "--run-dir", run_dir) as proc:
+        _wait_for(proc, lambda: progress() >= (2 if recipe == "pruning" else 1), "an epoch")
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
     assert not (run_dir / "metrics.json").exists(), "killed too late: the run had finished"
     backed_up = _backed_up(run_dir)  # a step backup may hold part of the epoch after these
     finished_before = _finished_files(run_dir)
@@ -112,10 +115,10 @@ def test_killed_interrupted_and_resumed_runs_lose_nothing_and_repeat_nothing(rec
     main = recipe_module(recipe).main
     assert main([*train, "--run-dir", str(run_dir)]) == 2
     done_before = progress()
-    proc = _start(recipe, *train, "--run-dir", run_dir, "--resume")
-    _wait_for(proc, lambda: progress() > done_before, "progress after resuming")
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=WAIT)
+    with _start(recipe, *train, "--run-dir", run_dir, "--resume") as proc:
+        _wait_for(proc, lambda: progress() > done_before, "progress after resuming")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=WAIT)
     assert proc.returncode == 130, err[-3000:]
     # No finished epoch ran again: the resumed run's first epoch is the one after the last.
     lines = [line for line in out.splitlines() if line.startswith("Epoch ")]
@@ -131,10 +134,7 @@ def test_killed_interrupted_and_resumed_runs_lose_nothing_and_repeat_nothing(rec
     assert command[2:] == ["train", "--run-dir", str(run_dir), "--resume", "--export"]
 
     # 3. The printed command, as printed, completes the run.
-    done = subprocess.run(
-        [sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=WAIT
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_cli(*command[1:], timeout=WAIT)
     assert done.stdout.strip().splitlines()[-1] == str(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert not (run_dir / "backup").exists()
