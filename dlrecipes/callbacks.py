@@ -1,5 +1,5 @@
 """Callbacks every training run gets: backup and resume, best checkpoint, early stopping, a NaN
-guard, CSV history and TensorBoard."""
+guard, CSV history, TensorBoard, and the progress of each epoch."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from dlrecipes import progress
 from dlrecipes.config import RecipeConfig
 from dlrecipes.errors import CheckpointError
 
@@ -366,25 +367,66 @@ def standard(
     return callbacks, guard
 
 
-class EpochLine(keras.callbacks.Callback):
-    """One line per epoch: `Epoch 3/20 - 4.1s - loss 0.2012 - accuracy 0.9391 - val_loss ...`.
+class EpochProgress(keras.callbacks.Callback):
+    """Progress of `fit(verbose=0)`: steps on a terminal, one plain line an epoch everywhere.
 
-    Keras' `verbose=2` takes two lines an epoch and `verbose=1` draws a progress bar, which a log
-    records as escape codes; `fit(verbose=0)` with this callback prints one plain line.
+    At the end of every epoch it prints `Epoch 3/20 - 4.1s - loss 0.2012 - accuracy 0.9391 -
+    val_loss ...`. On a terminal (standard error or output) a tqdm bar also counts the steps of
+    the epoch under way, with their rate, the time left and the loss so far, and says when the
+    epoch validates; it is cleared when the epoch's line is printed. In a log that is not a
+    terminal only the lines are written (Keras' `verbose=2` takes two lines an epoch and
+    `verbose=1` records its bar as escape codes).
+
+    Epochs are numbered as `fit` numbers them, so fits that go on where another stopped
+    (`initial_epoch`: training in phases, a resumed run) continue one sequence.
+
+    Args:
+        epochs: the run's total epochs, shown after the slash, for a run trained in several
+            fits; None: each fit's own `epochs`.
+
+    Example:
+
+    >>> model.fit(train, epochs=20, verbose=0, callbacks=[EpochProgress()])
     """
 
-    def __init__(self) -> None:
+    def __init__(self, epochs: int | None = None) -> None:
         super().__init__()
+        self.epochs = epochs
         self.started = time.monotonic()
+        self._bar = None
+        self._label = ""
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.started = time.monotonic()
+        self._label = f"Epoch {epoch + 1}/{self.epochs or self.params.get('epochs', '?')}"
+        self._close_bar()
+        self._bar = progress.new_bar(total=self.params.get("steps"), desc=self._label, unit="step")
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self._bar is None:
+            return
+        loss = (logs or {}).get("loss")
+        if loss is not None:
+            self._bar.set_postfix_str(f"loss {float(loss):.4f}", refresh=False)
+        self._bar.update(1)
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        if self._bar is not None:
+            self._bar.set_description(f"{self._label} validating")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._close_bar()
         seconds = time.monotonic() - self.started
         values = " - ".join(
             f"{k} {v}" if isinstance(v, int) else f"{k} {float(v):.4f}"  # e.g. the phase number
             for k, v in (logs or {}).items()
         )
-        total = self.params.get("epochs", "?")
-        print(f"Epoch {epoch + 1}/{total} - {seconds:.1f}s - {values}", flush=True)
+        print(f"{self._label} - {seconds:.1f}s - {values}", flush=True)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._close_bar()  # training stopped inside an epoch
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -297,9 +297,9 @@ def train(
         backup = next(c for c in callbacks if isinstance(c, cb.RunCheckpoints))
         train_data, steps_per_epoch = backup.resumable(fit_data[0], steps)
         try:
-            callbacks = [*callbacks, cb.EpochLine(), *(extra_callbacks or [])]
-            # verbose=0 and EpochLine: one line an epoch. shuffle=False: the tf.data pipeline
-            # shuffles, and Keras warns about shuffle=True.
+            callbacks = [*callbacks, cb.EpochProgress(epochs), *(extra_callbacks or [])]
+            # verbose=0 and EpochProgress: one line an epoch, a bar on a terminal.
+            # shuffle=False: the tf.data pipeline shuffles, and Keras warns about shuffle=True.
             fit_args = {"steps_per_epoch": steps_per_epoch, "verbose": 0, "shuffle": False}
             if recipe.phases is None:
                 model.fit(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import re
 import signal
 import subprocess
 import sys
@@ -156,3 +157,49 @@ def test_ctrl_c_during_a_save_is_held_until_the_save_is_done(tmp_path):
         model.save(tmp_path / "model.keras")  # still runs, and runs to its end
     assert keras.saving.load_model(tmp_path / "model.keras", safe_mode=True).count_params() == 8
     assert signal.getsignal(signal.SIGINT) is handler
+
+
+def _digits_model() -> tuple[keras.Model, np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x, y = x[:320].astype("float32") / 16, y[:320]
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model, x, y
+
+
+def test_epoch_progress_in_a_log_is_one_line_an_epoch_numbered_across_fits(monkeypatch, capsys):
+    """Two fits, the second going on with initial_epoch as training in phases does: one plain
+    line an epoch, numbered 1-5 out of the run's 5, and nothing else."""
+    monkeypatch.setattr(cb.progress, "terminal", lambda: None)
+    model, x, y = _digits_model()
+    progress = cb.EpochProgress(epochs=5)
+    fit = {"batch_size": 32, "validation_split": 0.25, "verbose": 0, "callbacks": [progress]}
+    model.fit(x, y, epochs=2, **fit)
+    model.fit(x, y, initial_epoch=2, epochs=5, **fit)
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert [line.split(" - ")[0] for line in lines] == [f"Epoch {n}/5" for n in range(1, 6)]
+    assert all(" - loss " in line and " - val_accuracy " in line for line in lines)
+    assert err == "" and "\r" not in out
+
+
+def test_epoch_progress_on_a_terminal_counts_the_steps_of_each_epoch(monkeypatch, capsys):
+    monkeypatch.setattr(cb.progress, "terminal", lambda: sys.stderr)
+    model, x, y = _digits_model()
+    model.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=2,
+        validation_split=0.2,
+        verbose=0,
+        callbacks=[cb.EpochProgress()],
+    )
+    out, err = capsys.readouterr()
+    assert [line.split(" - ")[0] for line in out.splitlines()] == ["Epoch 1/2", "Epoch 2/2"]
+    # tqdm's bar: the epoch, steps done of the epoch's 8, the rate, the loss so far; then the
+    # validation at the epoch's end.
+    assert re.search(r"Epoch 2/2: .* \d/8 \[.*(step/s|s/step), loss \d\.\d{4}\]", err), err
+    assert "Epoch 2/2 validating:" in err
