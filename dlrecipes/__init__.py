@@ -4,10 +4,11 @@ Data pipelines (`data`), model builders (`models`), the training runtime (`runti
 callbacks, Keras Tuner glue (`tuning`), reports and the shared command line (`cli`).
 """
 
-# First, before anything imports TensorFlow: its start-up log lines are filtered (see console).
+# First, before anything imports TensorFlow: its start-up log lines, and the chatter of native
+# code and of TensorFlow's logger afterwards, are filtered (see console).
 from dlrecipes import console
 
-console.import_tensorflow()
+console.install()
 
 from dlrecipes import cli, data, models, runtime, training, tuning  # noqa: E402
 from dlrecipes.config import RecipeConfig  # noqa: E402

@@ -187,7 +187,7 @@ def source_path(config: Config) -> Path:
     with tempfile.TemporaryDirectory(dir=cached.parent) as tmp:
         args = ["train", "--run-dir", str(Path(tmp) / "run"), "--seed", str(config.seed)]
         args += ["--tiny"] if config.default_model == "tiny" else []
-        status = subprocess.run([sys.executable, str(script), *args]).returncode
+        status = _train_source([sys.executable, str(script), *args], Path(tmp) / "run")
         if status != 0:
             raise CheckpointError(
                 f"Training the image recipe's default model failed (exit status {status}, its "
@@ -197,6 +197,18 @@ def source_path(config: Config) -> Path:
         (Path(tmp) / "run").rename(cached)
     print(f"Cached the model to prune in {cached} (reused by later runs).")
     return cached / "model.keras"
+
+
+def _train_source(command: list[str], run: Path) -> int:
+    """Runs the image recipe's `train` and shows its output but its last line, the temporary
+    run directory (the cache is where the model ends up); returns its exit status."""
+    # Standard error straight to ours (not through this process's filter of native lines), so
+    # the child draws its progress bars where this process would.
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=sys.stderr, text=True) as child:
+        for line in child.stdout:
+            if line.strip() != str(run):
+                print(line, end="", flush=True)
+    return child.returncode
 
 
 def source_config(config: Config) -> dict:
@@ -306,9 +318,10 @@ def fit(
             *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema else []),
             callbacks.HistoryCSV(out / "history.csv"),
             keras.callbacks.TensorBoard(str(logs or out.parent / "tensorboard" / out.name)),
+            callbacks.EpochProgress(),
             *extra,
         ],
-        verbose=2,
+        verbose=0,  # EpochProgress: one line an epoch, a bar on a terminal
         shuffle=False,  # the tf.data pipeline shuffles; Keras warns about shuffle=True
     )
     if guard.message:
