@@ -35,7 +35,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from dlrecipes import native_log
+from dlrecipes import native_log, progress
 from dlrecipes.errors import DataWarning
 
 
@@ -222,7 +222,8 @@ def prepare_embedded(builder: Any, interactive: bool) -> None:
     TFDS prints "Downloading and preparing dataset Unknown size ..." (sizes it cannot know for a
     dataset built from a package) and draws tqdm bars, which a log that is not a terminal records
     as escape codes. Here the bars are drawn on a terminal only, TFDS's own lines are left out,
-    and one line says what happens. Does nothing when the dataset is prepared already.
+    one line says what happens and another when it is done; the builder's own lines (a wheel it
+    fetches) are shown. Does nothing when the dataset is prepared already.
 
     Args:
         builder: the dataset's `tfds.core.DatasetBuilder`.
@@ -231,6 +232,54 @@ def prepare_embedded(builder: Any, interactive: bool) -> None:
     with absl_errors_only():
         if builder.is_prepared():
             return
-        print(f"Preparing {builder.name} once under {builder.data_dir} ...", flush=True)
-        with tfds_bars(interactive), contextlib.redirect_stdout(io.StringIO()):
+        with (
+            progress.step(f"Preparing {builder.name} once under {builder.data_dir}"),
+            tfds_bars(interactive),
+            without_tfds_lines(),
+        ):
             builder.download_and_prepare()
+
+
+# What TFDS prints (`termcolor.cprint`, to standard output) before and after preparing a dataset.
+_TFDS_LINES = ("Downloading and preparing dataset ", " downloaded and prepared to ")
+
+
+@contextlib.contextmanager
+def without_tfds_lines() -> Iterator[None]:
+    """Standard output without TFDS's own lines about preparing a dataset for the duration;
+    every other line (a builder fetching its data says so) is written through as it ends."""
+    out = sys.stdout
+    kept = _LinesWithout(out, _TFDS_LINES)
+    with contextlib.redirect_stdout(kept):
+        try:
+            yield
+        finally:
+            kept.close()
+
+
+class _LinesWithout(io.TextIOBase):
+    """A text stream that writes each finished line to `out` unless it holds one of `drop`."""
+
+    def __init__(self, out: Any, drop: tuple[str, ...]) -> None:
+        super().__init__()
+        self.out, self.drop, self.pending = out, drop, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in lines:
+            if not any(words in line for words in self.drop):
+                self.out.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.pending and not any(words in self.pending for words in self.drop):
+            self.out.write(self.pending)
+        self.pending = ""
+        self.out.flush()
+        super().close()

@@ -4,17 +4,21 @@ Keras' own bar (`fit(verbose=1)`) is recorded by a log as escape codes, so recip
 `verbose=0` and `dlrecipes.callbacks.EpochProgress`; TFDS shows tqdm bars while it prepares a
 dataset. Steps of our own that take more than a few seconds (a transformer pass over the
 training texts, a teacher's predictions, pruning passes) use `bar`, which is tqdm with a count,
-a rate and the time left on a terminal and silent in a log that is not one.
+a rate and the time left on a terminal and silent in a log that is not one, inside `step`,
+which says what the step does and, in a log too, when it is done.
 
 Example:
 
->>> for batch in progress.bar(batches, total=len(batches), desc="MiniLM vectors"):
-...     ...
+>>> with progress.step("MiniLM word vectors"):
+...     for batch in progress.bar(batches, desc="MiniLM word vectors", unit="batch"):
+...         ...
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from typing import TextIO, TypeVar
 
@@ -70,3 +74,20 @@ def bar(
         for item in items:
             yield item
             shown.update(1)
+
+
+@contextlib.contextmanager
+def step(what: str, *, count: int | None = None, unit: str = "") -> Iterator[None]:
+    """Prints `<what> ...` before the block and `  done in 12s.` after it, so a log (where no bar
+    is drawn) still says what takes the time, and how long it took.
+
+    Args:
+        what: what the block does, e.g. "Teacher predictions for 47,500 texts".
+        count, unit: with both, the rate too: `  done in 415s (115 texts/s).`
+    """
+    print(f"{what} ...", flush=True)
+    started = time.monotonic()
+    yield
+    seconds = time.monotonic() - started
+    rate = f" ({count / max(seconds, 1e-9):,.0f} {unit}/s)" if count and unit else ""
+    print(f"  done in {seconds:.0f}s{rate}.", flush=True)

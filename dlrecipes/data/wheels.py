@@ -97,7 +97,7 @@ def _pip_download(requirement: str, into: Path, what: str) -> tuple[int, str]:
             if fetches:
                 print(f"  {fetches['file']}: {fetches['size']} ...", flush=True)
     if pip.returncode == 0:
-        print(f"  done in {time.monotonic() - started:.1f}s.", flush=True)
+        print(f"  done in {time.monotonic() - started:.0f}s.", flush=True)
     return pip.returncode, "".join(lines)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -128,15 +127,13 @@ class Teacher:
                 return cached
         except (OSError, ValueError):  # not there yet, or damaged
             pass
-        print(f"Teacher predictions for {len(texts):,} texts (cached next time in {path}) ...")
-        started = time.monotonic()
+        what = f"Teacher predictions for {len(texts):,} texts (cached next time in {path})"
         starts = range(0, len(texts), batch_size)
-        batches = [
-            np.asarray(self.serve(tf.constant(texts[s : s + batch_size])), np.float32)
-            for s in progress.bar(starts, total=len(starts), desc="teacher", unit="batch")
-        ]
-        seconds = time.monotonic() - started
-        print(f"  done in {seconds:.0f}s ({len(texts) / max(seconds, 1e-9):,.0f} texts/s).")
+        with progress.step(what, count=len(texts), unit="texts"):
+            batches = [
+                np.asarray(self.serve(tf.constant(texts[s : s + batch_size])), np.float32)
+                for s in progress.bar(starts, desc="teacher", unit="batch")
+            ]
         probabilities = (
             np.concatenate(batches) if batches else np.zeros((0, self.num_classes), np.float32)
         )
