@@ -54,7 +54,9 @@ class HistoryCSV(keras.callbacks.CSVLogger):
     """`CSVLogger` that appends across resumed runs without repeating an epoch.
 
     A run killed after an epoch was logged but before its backup was written repeats that epoch
-    when resumed; the stale rows are dropped when the first epoch begins.
+    when resumed; the stale rows are dropped when the first epoch begins. A resumed run writes
+    the columns the file has, so rows stay under their header even when the logs gained a
+    column since (a run started by an older version).
     """
 
     def __init__(self, filename: str | Path) -> None:
@@ -70,6 +72,9 @@ class HistoryCSV(keras.callbacks.CSVLogger):
             self.csv_file = open(self.filename, "a")  # noqa: SIM115 - CSVLogger closes it
             self.append_header = not Path(self.filename).stat().st_size
             self.writer = None
+            if not self.append_header:  # a resumed run keeps the columns its file has
+                with open(self.filename, newline="") as f:
+                    self.keys = next(csv.reader(f))[1:]
         super().on_epoch_begin(epoch, logs)
 
 
@@ -356,15 +361,37 @@ def standard(
     epoch is not run again. `EarlyStopping` comes before the backup too, so a backup records that
     training stopped. With `config.ema`, validation and the saved best model use the averaged
     weights, and the backup keeps the raw ones a resumed run goes on from (the average is in the
-    optimizer's state).
+    optimizer's state). `EpochSeconds` comes before `HistoryCSV`, which records its column.
     """
     callbacks, guard = scoring(config)
     callbacks += [
+        EpochSeconds(),
         HistoryCSV(run_dir / "history.csv"),
         RunCheckpoints(run_dir, MONITOR, ema=bool(config.ema), steps=config.backup_steps),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
     ]
     return callbacks, guard
+
+
+# history.csv's column of each epoch's seconds (`EpochSeconds`).
+SECONDS = "seconds"
+
+
+class EpochSeconds(keras.callbacks.Callback):
+    """Adds the wall-clock seconds of each epoch, validation included, to the epoch's logs as
+    `seconds`, for the callbacks after it: `HistoryCSV` writes the column, and a run's training
+    time is its sum (`python -m dlrecipes runs`), however often the run was resumed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs[SECONDS] = round(time.monotonic() - self.started, 3)
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -420,6 +447,7 @@ class EpochProgress(keras.callbacks.Callback):
         values = " - ".join(
             f"{k} {v}" if isinstance(v, int) else f"{k} {float(v):.4f}"  # e.g. the phase number
             for k, v in (logs or {}).items()
+            if k != SECONDS  # shown before, as the epoch's time
         )
         print(f"{self._label} - {seconds:.1f}s - {values}", flush=True)
 

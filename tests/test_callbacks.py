@@ -203,3 +203,27 @@ def test_epoch_progress_on_a_terminal_counts_the_steps_of_each_epoch(monkeypatch
     # validation at the epoch's end.
     assert re.search(r"Epoch 2/2: .* \d/8 \[.*(step/s|s/step), loss \d\.\d{4}\]", err), err
     assert "Epoch 2/2 validating:" in err
+
+
+def test_history_records_each_epochs_seconds_and_keeps_an_older_files_columns(tmp_path):
+    model, x, y = _digits_model()
+    history = tmp_path / "history.csv"
+    fit = {"batch_size": 32, "validation_split": 0.25, "verbose": 0}
+    callbacks = [cb.EpochSeconds(), cb.HistoryCSV(history)]
+    model.fit(x, y, epochs=2, callbacks=callbacks, **fit)
+    rows = cb.read_history(history)
+    assert [float(r[cb.SECONDS]) > 0 for r in rows] == [True, True]
+    # A run started before the column existed, resumed now: its rows stay under its header.
+    older = "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.5,1.2,0.6,1.1\n"
+    history.write_text(older)
+    model.fit(
+        x,
+        y,
+        initial_epoch=1,
+        epochs=2,
+        callbacks=[cb.EpochSeconds(), cb.HistoryCSV(history)],
+        **fit,
+    )
+    rows = cb.read_history(history)
+    assert list(rows[1]) == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+    assert rows[1]["epoch"] == "1" and 0 < float(rows[1]["accuracy"]) <= 1
