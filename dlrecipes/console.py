@@ -119,7 +119,8 @@ def filter_native_stderr(*, has_gpu: bool) -> None:
     File descriptor 2 becomes a pipe to a `dlrecipes.native_log` process, which writes every
     line on to the real standard error but those `native_log.shown` drops. Python's own
     `sys.stderr` keeps writing straight to the real standard error (a duplicate of the old
-    descriptor 2), so tracebacks, warnings and progress bars are neither delayed nor filtered.
+    descriptor 2), so tracebacks, warnings and progress bars are neither delayed nor filtered;
+    a `sys.stderr` that writes elsewhere (a notebook's) is left as it is.
     Processes started from here inherit the pipe, so their native lines are filtered too.
     Does nothing the second time, on a system without pipes and `select`, or without a standard
     error.
@@ -139,16 +140,26 @@ def filter_native_stderr(*, has_gpu: bool) -> None:
     _native_filter = subprocess.Popen(command, stdin=read, stdout=real, stderr=real)
     os.close(read)
     stream = sys.stderr
-    stream.flush()
-    sys.stderr = open(  # noqa: SIM115 - standard error, open for the life of the process
-        real,
-        "w",
-        buffering=1,
-        encoding=getattr(stream, "encoding", None) or "utf-8",
-        errors="backslashreplace",
-    )
+    if _writes_to_fd_2(stream):
+        stream.flush()
+        sys.stderr = open(  # noqa: SIM115 - standard error, open for the life of the process
+            real,
+            "w",
+            buffering=1,
+            encoding=getattr(stream, "encoding", None) or "utf-8",
+            errors="backslashreplace",
+        )
+    else:  # Python writes elsewhere already (a notebook's stream, pytest's capture)
+        os.close(real)
     os.dup2(write, 2)
     os.close(write)
+
+
+def _writes_to_fd_2(stream: Any) -> bool:
+    try:
+        return stream is not None and stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return False
 
 
 def _drop_python_chatter(record: logging.LogRecord) -> bool:

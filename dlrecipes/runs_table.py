@@ -91,16 +91,17 @@ def find_runs(root: Path, recipe: str | None = None) -> list[RunRow]:
     """
     if not root.is_dir():
         raise RunDirError(f"{root} is not a directory; pass the runs folder, e.g. runs.")
-    candidates = [root, *root.glob("*"), *root.glob("*/*")]
-    rows = [_run(p) for p in candidates if _is_run(p)]
-    found = sorted({r.recipe for r in rows})
+    found_runs = [p for p in [root, *root.glob("*"), *root.glob("*/*")] if _is_run(p)]
+    # The runs of a run made of runs (its folds) are part of it, not rows of their own.
+    rows = [_run(p) for p in found_runs if not any(q in p.parents for q in found_runs)]
+    recipes = sorted({r.recipe for r in rows})
     if recipe is not None:
         rows = [r for r in rows if r.recipe == recipe]
     if not rows:
         searches = sorted(str(p.parent) for p in root.glob(f"*/*/{ORACLE}"))
         raise RunDirError(
             f"No runs{f' of {recipe}' if recipe else ''} under {root}"
-            + (f" (runs there are of {', '.join(found)})" if found else "")
+            + (f" (runs there are of {', '.join(recipes)})" if recipes else "")
             + (f"; searches there: {', '.join(searches)}" if searches else "")
             + ". A run is <dir>/<recipe>/<id>/ with a config.json, as `train` writes it."
         )

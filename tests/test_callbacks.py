@@ -124,8 +124,9 @@ def test_ema_checkpoint_holds_the_averaged_weights_and_the_backup_the_raw(tmp_pa
                 first[:] = raw
 
     callbacks, _ = cb.standard(tmp_path, config)
-    assert [type(c).__name__ for c in callbacks[1:4]] == [
+    assert [type(c).__name__ for c in callbacks[1:5]] == [
         "SwapEMAWeights",
+        "EpochSeconds",
         "HistoryCSV",
         "RunCheckpoints",
     ]

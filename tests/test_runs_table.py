@@ -170,3 +170,20 @@ def test_a_tuning_directory_lists_its_trials_the_same_way(runs, tmp_path):
     assert all(r.train_seconds > 0 for r in listed.values())
     assert (tuning / "runs.csv").exists() and (tuning / "runs.png").exists()
     assert "tensorboard" not in out  # trials keep no TensorBoard logs
+
+
+def test_a_cross_validated_run_is_one_row_of_its_folds(runs, tmp_path):
+    """`train --folds 2` writes fold-1/ and fold-2/ (runs of their own) and folds.json."""
+    finished = runs / "image_classification" / "adamw"
+    cv = tmp_path / "image_classification" / "cv"
+    for fold in ("fold-1", "fold-2"):
+        shutil.copytree(finished, cv / fold)
+    shutil.copy(finished / "config.json", cv / "config.json")
+    summary = {"folds": 2, "val_accuracy_mean": 0.91, "test_accuracy_mean": 0.9}
+    (cv / "folds.json").write_text(json.dumps(summary))
+    for root in (tmp_path, tmp_path / "image_classification"):
+        (row,) = runs_table.find_runs(root)
+        assert row.path == cv and row.state == "finished"
+        assert (row.val_accuracy, row.test_accuracy) == (0.91, 0.9)
+        one_fold = runs_table.find_runs(finished)[0].train_seconds
+        assert row.train_seconds == pytest.approx(2 * one_fold)

@@ -202,9 +202,7 @@ def source_path(config: Config) -> Path:
 def _train_source(command: list[str], run: Path) -> int:
     """Runs the image recipe's `train` and shows its output but its last line, the temporary
     run directory (the cache is where the model ends up); returns its exit status."""
-    # Standard error straight to ours (not through this process's filter of native lines), so
-    # the child draws its progress bars where this process would.
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=sys.stderr, text=True) as child:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
         for line in child.stdout:
             if line.strip() != str(run):
                 print(line, end="", flush=True)
