@@ -32,10 +32,11 @@ _NO_GPU = "failed call to cuInit"
 # full, so a real error that merely mentions the same words is kept.
 CHATTER = [
     # TensorFlow with oneDNN on a CPU without AVX-512 (an E-level line, though nothing failed),
-    # at the first graph op on booleans, e.g. a text model's mask: util.cc.
+    # at the first graph op on a type oneDNN takes only there: booleans (a text model's mask),
+    # int64 (MiniLM's token ids): util.cc.
     re.compile(
-        r"^E\d{4} [\d:.]+\s+\d+ util\.cc:\d+\] oneDNN supports DT_BOOL only on platforms with "
-        r"AVX-512\. Falling back to the default Eigen-based implementation if present\.$"
+        r"^E\d{4} [\d:.]+\s+\d+ util\.cc:\d+\] oneDNN supports DT_[A-Z0-9]+ only on platforms "
+        r"with AVX-512\. Falling back to the default Eigen-based implementation if present\.$"
     ),
     # The LiteRT (TFLite) interpreter, when it loads a model.
     re.compile(r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$"),

@@ -58,8 +58,11 @@ REAL_ERROR = "E0000 00:00:1796641733.168574    4045 some_op.cc:7] a real error\n
 
 def test_known_chatter_is_dropped_and_lines_like_it_are_kept():
     assert filter_native_lines(CHATTER + REAL_ERROR, has_gpu=False, level=2) == REAL_ERROR
+    # The same fallback for another type (MiniLM's int64 token ids) is chatter too.
+    int64 = CHATTER.splitlines()[0].replace("DT_BOOL", "DT_INT64") + "\n"
+    assert filter_native_lines(int64, has_gpu=False, level=2) == ""
     # Matched in full: another oneDNN error, or the same words inside another line, stay.
-    other = CHATTER.splitlines()[0].replace("DT_BOOL", "DT_HALF") + "\n"
+    other = CHATTER.splitlines()[0].replace("Falling back", "No fallback") + "\n"
     quoted = "error: INFO: Created TensorFlow Lite XNNPACK delegate for CPU. failed\n"
     assert filter_native_lines(other + quoted, has_gpu=False, level=2) == other + quoted
 
