@@ -303,7 +303,8 @@ class Run:
         """The callbacks of one `fit` of this run, in the order they must run.
 
         The weight average swapped in for validation (`config.ema`), early stopping and
-        TensorBoard logs; then `history.csv`, one line an epoch, the backup and best
+        TensorBoard logs; then `history.csv` (with each epoch's seconds), the epoch's progress
+        and one line for it, the backup and best
         `model.keras` (`backups.RunBackup`, in `backup/<fit>/`); last the NaN guard, which
         raises `TrainingDiverged` from `fit` once the others are done.
 
@@ -331,8 +332,9 @@ class Run:
         if fit != "train":  # history.csv's `phase` column; curves.png marks where one begins
             callbacks.append(_Phase(fit))
         callbacks += [
+            cb.EpochSeconds(),  # history.csv's `seconds`: the run's training time
             cb.HistoryCSV(self.dir / "history.csv"),
-            cb.EpochLine(epochs),  # before the backup: a backed-up epoch has been shown
+            cb.EpochProgress(epochs),  # before the backup: a backed-up epoch has been shown
             backups.RunBackup(
                 self.dir,
                 fit,

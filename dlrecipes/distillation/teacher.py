@@ -127,12 +127,13 @@ class Teacher:
                 return cached
         except (OSError, ValueError):  # not there yet, or damaged
             pass
-        print(f"Teacher predictions for {len(texts)} texts (cached next time in {path}).")
+        what = f"Teacher predictions for {len(texts):,} texts (cached next time in {path})"
         starts = range(0, len(texts), batch_size)
-        batches = [
-            np.asarray(self.serve(tf.constant(texts[s : s + batch_size])), np.float32)
-            for s in progress.bar(starts, total=len(starts), desc="teacher", unit="batch")
-        ]
+        with progress.step(what, count=len(texts), unit="texts"):
+            batches = [
+                np.asarray(self.serve(tf.constant(texts[s : s + batch_size])), np.float32)
+                for s in progress.bar(starts, desc="teacher", unit="batch")
+            ]
         probabilities = (
             np.concatenate(batches) if batches else np.zeros((0, self.num_classes), np.float32)
         )

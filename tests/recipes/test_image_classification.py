@@ -43,20 +43,22 @@ def trained(tmp_path_factory) -> tuple:
 
 def test_the_console_shows_the_run_and_nothing_else(trained):
     """No TensorFlow start-up or CUDA lines, no TFDS size lines or progress bars, no Keras
-    warnings: the data being prepared, one line per epoch, the result, the run directory."""
+    warnings: the data being prepared and when that is done, one line per epoch, the result,
+    the run directory."""
     run_dir, proc = trained
     assert proc.stderr == ""
     lines = proc.stdout.splitlines()
-    assert len(lines) == 6, proc.stdout
+    assert len(lines) == 7, proc.stdout
     assert re.fullmatch(r"Preparing mnist_sample once under \S+ \.\.\.", lines[0])
+    assert re.fullmatch(r"  done in \d+s\.", lines[1])
     assert re.fullmatch(
         r"Training image_classification on mnist_sample: 63 steps/epoch, 2 epochs, "
         r"\d replicas?, XLA (on|off), precision \w+\.",
-        lines[1],
+        lines[2],
     )
-    for epoch, line in enumerate(lines[2:4], start=1):
+    for epoch, line in enumerate(lines[3:5], start=1):
         assert re.fullmatch(rf"Epoch {epoch}/2 - [\d.]+s - accuracy [\d.]+ - loss .*", line)
-    assert lines[4].startswith("test accuracy: ") and lines[5] == str(run_dir)
+    assert lines[5].startswith("test accuracy: ") and lines[6] == str(run_dir)
 
 
 def test_train_writes_every_file_of_the_run_directory(trained):
