@@ -8,7 +8,7 @@ WORKERS ?= 0
 DIST   ?= dist
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help venv demo test lint format bench dist image-classification text-bilstm fine-tuning \
+.PHONY: help venv demo test lint format bench results dist image-classification text-bilstm fine-tuning \
 	pruning train-distributed clean
 
 help: ## list the targets
@@ -42,6 +42,9 @@ dist: $(STAMP) ## build the wheel and sdist into dist/; the recipes ship inside 
 bench: $(STAMP) ## side-by-side measurements; writes benchmarks/results/ (make bench BENCH=image)
 	$(PY) benchmarks/run.py $(BENCH)
 
+results: $(STAMP) ## rewrite every measured figure in the READMEs from benchmarks/results/*.json
+	$(PY) benchmarks/render.py
+
 image-classification: $(STAMP) ## train the image recipe: make image-classification ARGS="--epochs 5"
 	$(PY) recipes/image_classification/recipe.py train $(ARGS)
 
@@ -67,5 +70,5 @@ tune-%: $(STAMP) ## tune a recipe: make tune-image-classification ARGS="--tuner 
 	$(PY) -m dlrecipes.tuning.launch --workers $(WORKERS) -- \
 		$(PY) recipes/$(subst -,_,$*)/recipe.py tune $(ARGS)
 
-clean: ## remove .venv, runs/ and dist/
-	rm -rf $(VENV) runs $(DIST)
+clean: ## remove .venv, runs/, dist/ and the tests' cache .cache/
+	rm -rf $(VENV) runs $(DIST) .cache

@@ -106,6 +106,7 @@ def image_study(tmp: Path) -> None:
         "Fine-tuning: few-label study, MNIST convnet -> 8x8 digits",
         rows,
         notes,
+        data=("mnist_sample", "digits"),
     )
 
 
@@ -247,7 +248,13 @@ def text_table() -> None:
         f"median of 50 calls on one snippet of 17 words. Load average at start {start_load}, at "
         f"end {load()} (2 cores; other work on the machine slows every row)."
     )
-    write_result("fine_tuning_text", "Fine-tuning: MiniLM vs the text baselines", rows, notes)
+    write_result(
+        "fine_tuning_text",
+        "Fine-tuning: MiniLM vs the text baselines",
+        rows,
+        notes,
+        data=("rt_snippets",),
+    )
 
 
 def main(parts: list[str]) -> None:

@@ -93,7 +93,9 @@ def main() -> None:
         f"{ref.elapsed:.1f} s. Per-epoch test accuracy, recipe: "
         + ", ".join(f"{e}:{s:.0f}s:{a:.4f}" for e, s, a in clock.points)
     )
-    path = write_result("image", "Image recipe vs keras-io mnist_convnet", rows, notes)
+    path = write_result(
+        "image", "Image recipe vs keras-io mnist_convnet", rows, notes, data=("mnist_sample",)
+    )
     print(path.read_text())
 
 

@@ -46,7 +46,13 @@ def main() -> None:
         {"stage": "training step consumption (default model)", "examples_per_s": round(train_rate)},
     ]
     notes = f"The pipeline delivers {pipeline_rate / train_rate:.1f}x what training consumes."
-    path = write_result("pipeline", "Image input pipeline vs training throughput", rows, notes)
+    path = write_result(
+        "pipeline",
+        "Image input pipeline vs training throughput",
+        rows,
+        notes,
+        data=("mnist_sample",),
+    )
     print(path.read_text())
 
 

@@ -131,7 +131,13 @@ def main() -> None:
         f"Load average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on "
         f"{os.cpu_count()} cores shared with other jobs."
     )
-    path = write_result("pruning", "Pruning recipe: default run against its targets", table, notes)
+    path = write_result(
+        "pruning",
+        "Pruning recipe: default run against its targets",
+        table,
+        notes,
+        data=("mnist_sample",),
+    )
     print(path.read_text())
 
 

@@ -132,7 +132,13 @@ def main() -> None:
         "(10,202 / 1,275 / 1,275). Test accuracy of 1,275 examples has a standard error of about "
         "1.2 points. `vs_*_pts`: test accuracy minus the baseline's, in percentage points."
     )
-    path = write_result("text", "Text recipe vs TF-IDF + LR and the keras-io BiLSTM", rows, notes)
+    path = write_result(
+        "text",
+        "Text recipe vs TF-IDF + LR and the keras-io BiLSTM",
+        rows,
+        notes,
+        data=("rt_snippets",),
+    )
     print(path.read_text())
 
 

@@ -127,6 +127,7 @@ def main() -> None:
             f"train from scratch for {HYPERBAND_MAX_EPOCHS} epochs, the longest trial of the "
             "search; the defaults are also the search's first trial."
         ),
+        data=("mnist_sample",),
     )
     write_result(
         "tuning_workers",
@@ -138,6 +139,7 @@ def main() -> None:
             "Both workers share the same 2 cores, so the gain comes only from overlapping "
             "process start-up, graph tracing and input work, not from more compute."
         ),
+        data=("mnist_sample",),
     )
 
 

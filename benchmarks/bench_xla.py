@@ -54,7 +54,13 @@ def main() -> None:
         f"`JIT_ON_CPU = {runtime.JIT_ON_CPU}` in dlrecipes/runtime.py follows this measurement; "
         "on GPU XLA is on by default."
     )
-    path = write_result("xla_cpu", "XLA on vs off, image recipe default model, CPU", rows, notes)
+    path = write_result(
+        "xla_cpu",
+        "XLA on vs off, image recipe default model, CPU",
+        rows,
+        notes,
+        data=("mnist_sample",),
+    )
     print(path.read_text())
 
 

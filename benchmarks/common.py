@@ -9,11 +9,12 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import keras
+from result_files import data_versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -31,11 +32,23 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_result(name: str, title: str, rows: list[dict[str, Any]], notes: str = "") -> Path:
-    """Writes `results/<name>.json`: the rows of one benchmark table plus the machine."""
+def write_result(
+    name: str, title: str, rows: list[dict[str, Any]], notes: str = "", *, data: Sequence[str]
+) -> Path:
+    """Writes `results/<name>.json`: the rows of one benchmark table, the machine, and the
+    version of each embedded dataset in `data` that the run read (`mnist_sample`, ...), so that
+    the documents say which split a figure comes from (`render.py`)."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"name": name, "title": title, "machine": machine(), "rows": rows, "notes": notes}
+    versions = data_versions()
+    payload = {
+        "name": name,
+        "title": title,
+        "machine": machine(),
+        "data": {dataset: versions[dataset] for dataset in data},
+        "rows": rows,
+        "notes": notes,
+    }
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
 
@@ -112,12 +125,19 @@ def load_recipe(name: str):
 
 
 def mnist_test() -> tuple:
-    """The official MNIST test split (10,000 digits) as uint8 images and int labels."""
+    """The official MNIST test split (10,000 digits) as uint8 images and int labels, from
+    `../shared/data/mnist-test/` beside the clone; stops the benchmark with one line without it."""
     from dlrecipes.data.idx import read_idx
 
-    images = read_idx(next(MNIST_TEST.glob("*images*")))[..., None]
-    labels = read_idx(next(MNIST_TEST.glob("*labels*"))).astype("int64")
-    return images, labels
+    images, labels = sorted(MNIST_TEST.glob("*images*")), sorted(MNIST_TEST.glob("*labels*"))
+    if not images or not labels:
+        raise SystemExit(
+            f"error: this benchmark scores on the official MNIST test split, read from "
+            f"{MNIST_TEST}, which is missing: put t10k-images-idx3-ubyte.gz and "
+            "t10k-labels-idx1-ubyte.gz there (from http://yann.lecun.com/exdb/mnist/ or "
+            "https://storage.googleapis.com/cvdf-datasets/mnist/)."
+        )
+    return read_idx(images[0])[..., None], read_idx(labels[0]).astype("int64")
 
 
 def accuracy_probe(images, labels, rescale: bool = False):

@@ -4,49 +4,19 @@
     python benchmarks/run.py image      # just bench_image.py
 
 Each `bench_<name>.py` measures its pairs side by side in one process and writes
-`results/<name>.json`; this script then renders every result file into `results/README.md`.
+`results/<name>.json`; this script then writes `results/README.md` and every measured figure of
+the documentation from the result files (`render.py`, also `make results`).
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
+import render
+
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
-
-
-def render() -> str:
-    lines = ["# Benchmark results", "", "Written by `make bench`; each table is one process.", ""]
-    for path in sorted(RESULTS.glob("*.json")):
-        result = json.loads(path.read_text())
-        m = result["machine"]
-        lines += [
-            f"## {result['title']}",
-            "",
-            f"Measured {m['date']} on {m['cpus']} CPU cores, {m['gpus']} GPUs, "
-            f"TensorFlow {m['tensorflow']}, Keras {m['keras']}.",
-            "",
-        ]
-        rows = result["rows"]
-        if rows:
-            keys = list(rows[0])
-            lines.append("| " + " | ".join(keys) + " |")
-            lines.append("|" + "---|" * len(keys))
-            for row in rows:
-                lines.append("| " + " | ".join(_fmt(row.get(k)) for k in keys) + " |")
-        if result.get("notes"):
-            lines += ["", result["notes"]]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _fmt(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
 
 
 def main(names: list[str]) -> int:
@@ -59,8 +29,7 @@ def main(names: list[str]) -> int:
         print(f"== {script.name}", flush=True)
         if subprocess.run([sys.executable, str(script)]).returncode != 0:
             failed.append(script.name)
-    (RESULTS / "README.md").write_text(render())
-    print(f"table: {RESULTS / 'README.md'}")
+    render.main([])  # results/README.md and every measured figure in the documents
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -5,10 +5,11 @@ directory that survives kills (`Run`), Keras Tuner glue (`tuning`), reports and 
 command line (`cli`). A recipe composes them; nothing here calls back into a recipe.
 """
 
-# First, before anything imports TensorFlow: its start-up log lines are filtered (see console).
+# First, before anything imports TensorFlow: its start-up log lines, and the chatter of native
+# code and of TensorFlow's logger afterwards, are filtered (see console).
 from dlrecipes import console
 
-console.import_tensorflow()
+console.install()
 
 import warnings  # noqa: E402
 

@@ -185,6 +185,8 @@ class RunBackup(keras.callbacks.Callback):
         # it, so a fit with no backup clears it for `fit(initial_epoch=...)` to count
         # (tests/test_keras_internals.py fails if Keras stops reading it).
         self.model._initial_epoch = None
+        self._offset = 0
+        self._skip.assign(0)
         if state is None:
             return
         newest = latest(self.fit_dir)
@@ -214,11 +216,11 @@ class RunBackup(keras.callbacks.Callback):
         if not self.steps:
             return
         per_epoch = self.params["steps"]
-        done = self._offset + batch + 1
+        done = self._offset + batch + 1  # where in the stream of passes this step is
         if self._epoch * per_epoch + done >= self.params["epochs"] * per_epoch:
             self.model.stop_training = True  # a restored fit's last epoch ends on time
-        elif done % self.steps == 0 and batch + 1 < per_epoch:  # the epoch's end backs up itself
-            self._write(self._epoch, done, finished=False, best=None)
+        elif (batch + 1) % self.steps == 0 and batch + 1 < per_epoch:  # its end backs up too
+            self._write(self._epoch, done, finished=False, best=False)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -230,8 +232,8 @@ class RunBackup(keras.callbacks.Callback):
             self._best = float(score)
         n = epoch + 1
         done = self.model.stop_training or n >= self.params["epochs"]
-        self._offset = 0
-        self._write(n, 0, finished=done, best=improved)
+        # A restored stream stays `_offset` steps ahead of the epochs: the backup says so.
+        self._write(n, self._offset, finished=done, best=improved)
 
     def _write(self, epoch: int, steps: int, *, finished: bool, best: bool) -> None:
         """Writes one whole backup folder, then moves its best model into place."""

@@ -8,6 +8,7 @@ about the dlrecipes repository itself (make targets, benchmarks, shared test dat
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -52,17 +53,19 @@ def copy_recipe(name: str, dest: str | Path) -> Path:
         )
     shutil.copytree(recipes_dir() / name, target, ignore=shutil.ignore_patterns("__pycache__"))
     for path in (*target.glob("*.md"), *target.glob("*.py")):
-        path.write_text(standalone(path.read_text(), name))
+        path.write_text(standalone(path.read_text()))
     return target
 
 
-def standalone(text: str, name: str) -> str:
-    """A recipe file as it reads in another project: `<name>/recipe.py` (and the folder's other
-    files) in place of `recipes/<name>/recipe.py`, and without the README's section about the
+def standalone(text: str) -> str:
+    """A recipe file as it reads in another project, where recipes are copied side by side:
+    `<recipe>/recipe.py` (and the folder's other files) in place of `recipes/<recipe>/recipe.py`,
+    for this recipe and the others it mentions, and without the README's section about the
     repository."""
     if REPOSITORY_SECTION in text:
         text = text.split(f"\n{REPOSITORY_SECTION}", 1)[0].rstrip() + "\n"
-    return text.replace(f"recipes/{name}/", f"{name}/")
+    names = "|".join(map(re.escape, available()))
+    return re.sub(rf"(?<![\w/.-])recipes/({names})/", r"\1/", text)
 
 
 def install_hint() -> str:

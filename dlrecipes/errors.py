@@ -40,3 +40,8 @@ class TuningFailed(RecipeError):
 
 class ClusterError(RecipeError):
     """A multi-host run cannot form its cluster, or lost one of its processes."""
+
+
+class DataWarning(UserWarning):
+    """Data was used with rows or files left out or changed; the message names them and is
+    worded for the user (`dlrecipes.console` prints it once, as `warning: <message>`)."""

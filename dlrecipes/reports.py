@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import (
     ConfusionMatrixDisplay,
     accuracy_score,
@@ -54,12 +55,13 @@ def write_json(path: Path, values: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def plot_curves(history_csv: Path, out: Path) -> None:
-    """Loss and accuracy per epoch, training against validation; a dashed line where a new
-    training phase begins (a `phase` column, as `dlrecipes.phases` writes)."""
+def plot_curves(history_csv: Path, out: Path) -> Figure | None:
+    """Loss and accuracy per epoch, training against validation, written to `out`; a dashed line
+    where a new training phase begins (a `phase` column, as `dlrecipes.phases` writes). Returns
+    the figure (None, and no file, for an empty history)."""
     rows = read_history(history_csv)
     if not rows:
-        return
+        return None
     epochs = [int(r["epoch"]) + 1 for r in rows]
     starts = [
         (epoch, row["phase"])
@@ -77,12 +79,14 @@ def plot_curves(history_csv: Path, out: Path) -> None:
         for epoch, phase in starts:
             ax.axvline(epoch - 0.5, color="grey", linestyle="--", linewidth=1)
             ax.annotate(f"phase {phase}", (epoch - 0.4, 0.02), xycoords=("data", "axes fraction"))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=100)
+    return fig
 
 
 def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], out: Path) -> None:

@@ -91,7 +91,9 @@ def check_run_dir(run_dir: Path | None, resume: bool) -> None:
                 f"--resume: {run_dir} holds no config.json, so there is no run to resume. "
                 "Drop --resume to start a new run there."
             )
-        if (run_dir / "metrics.json").exists() and not (run_dir / "backup").exists():
+        if (run_dir / "metrics.json").exists():
+            # Stopped after metrics.json, before its backup was deleted: finished all the same.
+            shutil.rmtree(run_dir / "backup", ignore_errors=True)
             raise RunDirError(
                 f"--resume: the run in {run_dir} finished already (metrics.json is written). "
                 "Start a new --run-dir to train again."
@@ -267,16 +269,31 @@ class Run:
     @contextlib.contextmanager
     def claim(self) -> Iterator[Run]:
         """Creates the run directory with its `config.json` (kept as is on `--resume`); Ctrl-C
-        or SIGTERM inside the block raises `Interrupted` naming it."""
+        or SIGTERM inside the block raises `Interrupted` naming it. A refusal inside it (a
+        `RecipeError`) leaves no directory when no epoch was backed up yet."""
         if not self.resume:
             self._dir = claim_run_dir(self._dir, self.recipe, self.config)
-        with stops_as_interrupt(self._dir):
-            try:
+        try:
+            with stops_as_interrupt(self._dir):
                 yield self
-            except (tf.errors.UnavailableError, tf.errors.AbortedError) as err:
-                if self.task is None:
-                    raise
-                raise cluster.lost(err) from err
+        except (tf.errors.UnavailableError, tf.errors.AbortedError) as err:
+            if self.task is None:
+                raise
+            raise cluster.lost(err) from err
+        except RecipeError as err:
+            self._refused(err)
+            raise
+
+    def _refused(self, err: RecipeError) -> None:
+        """After a refusal inside `claim` (bad data found late, divergence): a new run that
+        backed up no epoch is deleted, so nothing looks like a run; one that did is kept, and
+        the message says where."""
+        if self.resume or self._dir is None:
+            return
+        if not any((self._dir / "backup").glob("*/epoch-*")):
+            shutil.rmtree(self._dir, ignore_errors=True)
+        elif (self._dir / "history.csv").exists():
+            err.args = (f"{err} Its history so far is in {self._dir / 'history.csv'}.",)
 
     # --- training ------------------------------------------------------------------------
 
@@ -286,8 +303,9 @@ class Run:
         """The callbacks of one `fit` of this run, in the order they must run.
 
         The weight average swapped in for validation (`config.ema`), early stopping and
-        TensorBoard logs; then `history.csv`, the backup and best `model.keras`
-        (`backups.RunBackup`, in `backup/<fit>/`), one line an epoch; last the NaN guard, which
+        TensorBoard logs; then `history.csv` (with each epoch's seconds), the epoch's progress
+        and one line for it, the backup and best
+        `model.keras` (`backups.RunBackup`, in `backup/<fit>/`); last the NaN guard, which
         raises `TrainingDiverged` from `fit` once the others are done.
 
         Args:
@@ -314,7 +332,9 @@ class Run:
         if fit != "train":  # history.csv's `phase` column; curves.png marks where one begins
             callbacks.append(_Phase(fit))
         callbacks += [
+            cb.EpochSeconds(),  # history.csv's `seconds`: the run's training time
             cb.HistoryCSV(self.dir / "history.csv"),
+            cb.EpochProgress(epochs),  # before the backup: a backed-up epoch has been shown
             backups.RunBackup(
                 self.dir,
                 fit,
@@ -323,7 +343,6 @@ class Run:
                 steps=config.backup_steps,
                 skip=self._skip,
             ),
-            cb.EpochLine(epochs),
         ]
         if self.task is not None:
             callbacks.append(_Digest(self.task))

@@ -1,55 +1,108 @@
-"""Shared test settings: quiet TensorFlow, one TFDS data dir per pytest worker, repo paths."""
+"""Shared test settings: quiet TensorFlow, caches kept out of the user's home, one TFDS data dir
+per pytest worker, repo paths, and child processes that cannot outlive their test."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import types
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# Tests of each recipe end to end (tests/recipes/): all carry the `slow` marker.
+RECIPE_TESTS = ROOT / "tests" / "recipes"
+# The first 1,000 digits of the official MNIST test split, committed with their licence notice
+# (fixtures/mnist-test/README.md): a real test-only set, for `idx:` and evaluation.
+MNIST_TEST_DIR = ROOT / "tests" / "fixtures" / "mnist-test"
+# What the suite and every process it starts cache between runs, inside the clone (ignored by
+# git): the wheels the text tests fetch from PyPI (about 93 MB), Keras' and matplotlib's files,
+# and anything else that would go to ~/.cache. Nothing is written to the user's home.
+CACHE = ROOT / ".cache"
+# This process's scratch space, removed when its session ends (`pytest_unconfigure`): a TFDS data
+# dir of its own (each pytest worker prepares the embedded sets once; TFDS reads the variable when
+# it is imported, so it is set here, before any test module imports it).
+_SCRATCH = tempfile.TemporaryDirectory(prefix="dlrecipes-tests-", ignore_cleanup_errors=True)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.update(
+    DLRECIPES_CACHE=str(CACHE / "dlrecipes"),
+    KERAS_HOME=str(CACHE / "keras"),
+    MPLCONFIGDIR=str(CACHE / "matplotlib"),
+    XDG_CACHE_HOME=str(CACHE),
+    PIP_NO_CACHE_DIR="1",  # pip download / install keep no second copy of what they fetch
+    TFDS_DATA_DIR=str(Path(_SCRATCH.name) / "tfds"),
+)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def tfds_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A TFDS data dir for this worker: embedded sets are prepared once per session, and nothing
-    is written to the user's ~/tensorflow_datasets. Subprocesses inherit it."""
-    path = tmp_path_factory.getbasetemp() / "tfds"
-    path.mkdir(exist_ok=True)
-    os.environ["TFDS_DATA_DIR"] = str(path)
-    return path
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Removes this process's scratch space; pytest-xdist's workers may end without running the
+    finalizers that would otherwise remove it at exit."""
+    _SCRATCH.cleanup()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test under tests/recipes/ `slow`: each runs a recipe end to end."""
+    for item in items:
+        if RECIPE_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process as on a machine that reaches no download host, whatever this one reaches:
+    every new connection fails at once (the probes before a download, and a download itself)."""
+
+    def refuse(address: tuple, *args: object, **kwargs: object) -> socket.socket:
+        raise OSError(f"no network in this test (connection to {address} refused)")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@contextlib.contextmanager
+def started(command: Sequence[str | Path], **popen: object) -> Iterator[subprocess.Popen]:
+    """`subprocess.Popen(command, **popen)` in a process group of its own. Leaving the block (its
+    end, a failed assertion, the test's time limit) kills whatever of the group still runs, the
+    processes it started included, so a hung child fails its test instead of outliving it."""
+    proc = subprocess.Popen([*map(str, command)], start_new_session=True, **popen)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def run_cli(
     *args: str | Path,
     cwd: Path | None = None,
-    timeout: int = 600,
+    timeout: int = 480,
     check: bool = True,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Runs `python *args` in a fresh process (in `env`, default this one's) and returns its
-    completed process."""
-    proc = subprocess.run(
-        [sys.executable, *map(str, args)],
-        cwd=cwd or ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    completed process; past `timeout` seconds it is killed, with what it started, and the test
+    fails naming it."""
+    command = [sys.executable, *map(str, args)]
+    with started(command, cwd=cwd or ROOT, env=env, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True) as proc:  # fmt: skip
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{args} still ran after {timeout} s and was killed") from None
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"{args} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\n"
-            f"stderr:\n{proc.stderr[-5000:]}"
+            f"{args} exited {proc.returncode}\nstdout:\n{stdout[-3000:]}\nstderr:\n{stderr[-5000:]}"
         )
-    return proc
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
 @functools.cache

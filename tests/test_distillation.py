@@ -5,6 +5,7 @@ predictions."""
 from __future__ import annotations
 
 import json
+import re
 
 import keras
 import keras_hub
@@ -157,12 +158,15 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache" / "teacher-predictions"
 
 
-def test_teacher_predictions_are_cached_and_recomputed_for_another_teacher(tmp_path, cache):
+def test_teacher_predictions_are_cached_and_recomputed_for_another_teacher(tmp_path, cache, capsys):
     path = tmp_path / "teacher" / "model.keras"
     path.parent.mkdir()
     tiny_text_model(seed=0).save(path)
     first = distillation.Teacher(path, ["neg", "pos"]).predict(TEXTS)
     assert first.shape == (4, 2) and len(list(cache.glob("*.npy"))) == 1
+    said = capsys.readouterr().out.splitlines()  # what, then done, how fast (a log has no bar)
+    assert said[0].startswith("Teacher predictions for 4 texts (cached next time in ")
+    assert re.fullmatch(r"  done in \d+s \([\d,]+ texts/s\)\.", said[1])
 
     again = distillation.Teacher(path, ["neg", "pos"])
     again.serve = None  # the teacher is not called again: the cache answers

@@ -4,6 +4,7 @@ recipe copied out of it trains in a project outside the repository."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -11,18 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, started
 
 RECIPES = sorted(p.parent.name for p in (ROOT / "recipes").glob("*/recipe.py"))
 
 
 def run(*args: str | Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [*map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
-    )
+    """Runs `args`; past 8 minutes it is killed, with what it started."""
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    with started(args, cwd=cwd, env=env, **output) as proc:
+        stdout, stderr = proc.communicate(timeout=480)
     if proc.returncode:
-        raise AssertionError(f"{args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
+        raise AssertionError(f"{args} exited {proc.returncode}\n{stdout}\n{stderr}")
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +46,7 @@ def installed(wheel, tmp_path_factory) -> tuple[Path, dict[str, str]]:
     return site, {**os.environ, "PYTHONPATH": str(site)}
 
 
+@pytest.mark.slow
 def test_the_wheel_ships_every_recipe_folder(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert RECIPES  # the checkout's recipes/<name>/recipe.py folders
@@ -99,11 +102,7 @@ print("dlrecipes from", dlrecipes.__file__)
 sys.argv = ["{recipe}", "train", "--tiny", "--epochs", "1", "--run-dir", "runs/x"]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-    proc = subprocess.run(
-        [sys.executable, "-c", train], cwd=project, env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
+    lines = run(sys.executable, "-c", train, cwd=project, env=env).stdout.strip().splitlines()
     assert lines[0] == f"dlrecipes from {site / 'dlrecipes' / '__init__.py'}"
     assert lines[-1] == "runs/x" and (project / "runs" / "x" / "model.keras").exists()
     assert "my callback, epoch 1" in lines  # the added callback ran
@@ -111,6 +110,20 @@ runpy.run_path(sys.argv[0], run_name="__main__")
     history = (project / "runs" / "x" / "history.csv").read_text().splitlines()
     row = dict(zip(history[0].split(","), history[1].split(","), strict=True))
     assert float(row["loss"]) > 20, row
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_a_copied_recipe_describes_the_copy_not_this_repository(name, tmp_path):
+    from dlrecipes import copying
+
+    folder = copying.copy_recipe(name, tmp_path)
+    readme, code = (folder / "README.md").read_text(), (folder / "recipe.py").read_text()
+    assert f"python {name}/recipe.py train" in readme
+    assert "In the dlrecipes repository" not in readme and "make " not in readme
+    for text in (readme, code):
+        assert "../shared" not in text
+        assert not re.findall(r"(?<![\w/.-])recipes/\w+", text)  # paths of this checkout
+        assert not re.findall(r"make [\w-]+ ARGS=", text)
 
 
 def test_copy_lists_the_recipes_and_never_overwrites(tmp_path, capsys):

@@ -1,6 +1,7 @@
-"""Training in phases: what each phase trains (a keras.applications base with batch norm, built
-with weights=None: no download), and a fine-tuning run killed in either phase, or between them,
-continuing from its backup."""
+"""Fine-tuning's two phases, as its recipe's `fit` trains them: what each phase trains (a
+keras.applications base with batch norm, built with weights=None: no download, on scikit-learn's
+real 8x8 digits), where phase 2 starts, and a run stopped in either phase or between them
+continuing from its backups."""
 
 from __future__ import annotations
 
@@ -13,22 +14,36 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from sklearn.datasets import load_digits
 
 import dlrecipes
-from dlrecipes import phases, training
-from dlrecipes.data import DataInfo
+from dlrecipes import tuning
+from dlrecipes.data import DataInfo, Splits
 from dlrecipes.models import bases, transfer, vision
-from tests.conftest import recipe, recipe_module
+from tests.conftest import recipe_module
 
-INFO = DataInfo("noise", tuple("0123"), (8, 8, 1))
+FINE_TUNING = recipe_module("fine_tuning")
+
+
+@pytest.fixture(scope="module")
+def digits() -> Splits:
+    x, y = load_digits(return_X_y=True)
+    images = np.clip(x * 16, 0, 255).astype("uint8").reshape(-1, 8, 8, 1)
+    data = tf.data.Dataset.from_tensor_slices((images[:64], y[:64])).batch(64)
+    info = DataInfo("digits", tuple("0123456789"), (8, 8, 1))
+    return Splits(data, data, data, info)
 
 
 class Snapshots(keras.callbacks.Callback):
-    """The model's weights, by variable path, after every epoch."""
+    """The model's weights, by variable path, as every epoch begins and ends."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.begin: list[dict[str, np.ndarray]] = []
         self.after: list[dict[str, np.ndarray]] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.begin.append({w.path: w.numpy().copy() for w in self.model.weights})
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.after.append({w.path: w.numpy().copy() for w in self.model.weights})
@@ -38,31 +53,26 @@ def _changed(before: dict, after: dict, paths) -> list[str]:
     return [p for p in paths if not np.array_equal(before[p], after[p])]
 
 
-def test_phase_one_trains_the_head_alone_and_phase_two_the_top_with_fixed_statistics():
+def _config(**overrides):
+    values = {
+        "head_epochs": 1,
+        "epochs": 1,
+        "head_learning_rate": 1e-2,
+        "learning_rate": 1e-2,
+        "warmup_epochs": 0.0,
+    }
+    return dataclasses.replace(FINE_TUNING.Config(), **(values | overrides))
+
+
+@pytest.mark.slow
+def test_phase_one_trains_the_head_alone_and_phase_two_the_top_with_fixed_statistics(digits):
     base = bases.load("mobilenet_v3_small", pretrained=False, input_size=32)
-    model = transfer.classifier(base, INFO, dropout=0.0)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (32, 8, 8, 1), dtype=np.uint8)
-    data = tf.data.Dataset.from_tensor_slices((images, rng.integers(0, 4, 32))).batch(32)
-    config = dlrecipes.RecipeConfig(epochs=1, learning_rate=1e-2, warmup_epochs=0.0)
-    plan = [
-        phases.Phase("head", config, lambda m: transfer.unfreeze(m, 0)),
-        phases.Phase("fine-tune", config, lambda m: transfer.unfreeze(m, 3)),
-    ]
+    model = transfer.classifier(base, digits.info, dropout=0.0)
     initial = {w.path: w.numpy().copy() for w in model.weights}
     snapshots = Snapshots()
-    history = phases.fit(
-        model,
-        plan,
-        data,
-        None,
-        steps=1,
-        compile=training.compile_model,
-        callbacks=[snapshots],
-        verbose=0,
-        shuffle=False,
-    )
-    assert history.epoch == [0, 1] and history.history["phase"] == [1, 2]
+    trial = tuning.Trial(_config(unfreeze="3"), [snapshots])
+    FINE_TUNING.fit(model, trial.config, digits, trial)
+    assert trial.history.epoch == [0, 1]
     after_head, after_tuning = snapshots.after
     layers = transfer.leaves(model.get_layer("base"))
     first = layers.index(transfer.units(model)[-3])  # the lowest unit phase 2 trains
@@ -86,40 +96,20 @@ def test_phase_one_trains_the_head_alone_and_phase_two_the_top_with_fixed_statis
     assert _changed(initial, after_tuning, norms) == []
 
 
-class Starts(keras.callbacks.Callback):
-    """The first layer's kernel as every epoch begins (after the EMA swap, when there is one)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.kernels: list[np.ndarray] = []
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.kernels.append(self.model.layers[0].kernel.numpy().copy())
-
-
-def test_weight_averaging_carries_over_into_the_next_phase():
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(2)])
-    x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
-    data = tf.data.Dataset.from_tensor_slices((x, (x[:, 0] > 0).astype("int64"))).batch(8)
-    config = dlrecipes.RecipeConfig(epochs=1, ema=0.9, warmup_epochs=0.0)
-
-    def train_only_last(m):
-        m.layers[0].trainable = False
-
-    def train_both(m):
-        m.layers[0].trainable = True
-
-    plan = [phases.Phase("head", config, train_only_last), phases.Phase("all", config, train_both)]
-    initial = model.layers[0].kernel.numpy().copy()
-    starts = Starts()
-    swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
-    phases.fit(
-        model, plan, data, data, steps=1, compile=training.compile_model,
-        callbacks=[swap, starts], verbose=0, shuffle=False,
-    )  # fmt: skip
-    # Phase 2 starts with the weights phase 1 left (the frozen layer's: untouched), not with
-    # the new optimizer's average, which is zeros until its first step.
-    np.testing.assert_array_equal(starts.kernels[1], initial)
+def test_phase_two_starts_from_the_best_weights_of_phase_one_averaged(digits, tmp_path):
+    path = tmp_path / "model.keras"
+    vision.convnet((8, 8, 1), 10, widths=(4,), convs_per_stage=1, head="avg").save(path)
+    model = transfer.classifier(bases.load(str(path)), digits.info, dropout=0.0)
+    snapshots = Snapshots()
+    # With an average, the weights validated and kept are the average, not the last step's.
+    trial = tuning.Trial(_config(head_epochs=2, ema=0.9, unfreeze="all"), [snapshots])
+    FINE_TUNING.fit(model, trial.config, digits, trial)
+    best = int(np.argmax(trial.history.history["val_accuracy"][:2]))
+    start = snapshots.begin[2]  # phase 2's first epoch
+    kept = snapshots.after[best]  # as validated: the average swapped in at the epoch's end
+    for path, value in start.items():
+        np.testing.assert_array_equal(value, kept[path], err_msg=path)
+    assert any(np.abs(v).sum() > 0 for v in start.values())  # not the new optimizer's zeros
 
 
 class Killed(Exception):
@@ -158,11 +148,12 @@ def image_base(tmp_path_factory):
     return path
 
 
-def test_a_run_killed_in_either_phase_or_between_them_resumes_from_its_backup(image_base, tmp_path):
-    module = recipe_module("fine_tuning")
-    fine_tuning = recipe("fine_tuning")
+@pytest.mark.slow
+def test_a_run_stopped_in_either_phase_or_between_them_resumes_from_its_backups(
+    image_base, tmp_path, monkeypatch
+):
     config = dataclasses.replace(
-        module.Config().tiny(),
+        FINE_TUNING.Config().tiny(),
         base=str(image_base),
         dataset="digits",
         margin=4 / 28,
@@ -173,24 +164,28 @@ def test_a_run_killed_in_either_phase_or_between_them_resumes_from_its_backup(im
         unfreeze="all",
     )
     run_dir = tmp_path / "run"
+    extra: list[keras.callbacks.Callback] = []
+    callbacks = dlrecipes.Run.callbacks
+    monkeypatch.setattr(
+        dlrecipes.Run, "callbacks", lambda self, *a, **k: [*callbacks(self, *a, **k), *extra]
+    )
     killed = KillAt(1)  # in phase 1, as its second epoch begins
+    extra[:] = [killed]
     with pytest.raises(Killed):
-        training.train(fine_tuning, config, run_dir, extra_callbacks=[killed])
-    # Resumed, killed again as phase 2 begins, and again inside phase 2, then to the end.
+        FINE_TUNING.train(config, run_dir)
+    # Resumed, stopped again as phase 2 begins, and again inside phase 2, then to the end.
     for next_kill, step in ((2, 10), (3, 0), (None, 10)):
         first = FirstEpoch()
         more = [KillAt(next_kill)] if next_kill else []
-        watch = [first, *more]
-        resume = functools.partial(
-            training.train, fine_tuning, config, run_dir, resume=True, extra_callbacks=watch
-        )
+        extra[:] = [first, *more]
+        resume = functools.partial(FINE_TUNING.train, config, run_dir, resume=True)
         if next_kill:
             with pytest.raises(Killed):
                 resume()
         else:
             result = resume()
-        # It goes on with the next epoch, the weights and the optimizer step it was killed with:
-        # 10 steps into phase 1, or phase 2's fresh optimizer, or 10 steps into phase 2.
+        # It goes on with the next epoch, the weights and the optimizer step it was stopped
+        # with: 10 steps into phase 1, or phase 2's fresh optimizer, or 10 steps into phase 2.
         assert first.epoch == killed.epoch
         for ours, theirs in zip(first.weights, killed.weights, strict=True):
             np.testing.assert_array_equal(ours, theirs)
@@ -199,7 +194,7 @@ def test_a_run_killed_in_either_phase_or_between_them_resumes_from_its_backup(im
     with (run_dir / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
-    assert [r["phase"] for r in rows] == ["1", "1", "2", "2"]
+    assert [r["phase"] for r in rows] == ["head", "head", "fine-tune", "fine-tune"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics == result.metrics and metrics["epochs_run"] == 4
     assert not (run_dir / "backup").exists()

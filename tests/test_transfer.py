@@ -89,6 +89,7 @@ def minilm_numpy(ids: list[int], exact_gelu: bool = False) -> np.ndarray:
     return x.mean(0)
 
 
+@pytest.mark.slow
 def test_minilm_inside_the_model_matches_an_independent_numpy_forward_pass():
     model = transfer.classifier(bases.load("minilm"), TEXT_INFO)
     ours = features(model).predict(tf.constant(SENTENCES), verbose=0)
@@ -101,6 +102,7 @@ def test_minilm_inside_the_model_matches_an_independent_numpy_forward_pass():
     assert np.abs(ours[0] - ours[1]).max() > 0.1  # different sentences, different vectors
 
 
+@pytest.mark.slow
 def test_text_model_keeps_its_tokenizer_across_a_safe_mode_reload(tmp_path):
     model = transfer.classifier(bases.load("tiny-bert"), TEXT_INFO, sequence_length=16)
     before = model.predict(tf.constant(SENTENCES), verbose=0)
@@ -159,6 +161,7 @@ def test_a_saved_image_model_becomes_a_base_without_its_head(tmp_path):
     assert not canvas[:4].any() and not canvas[-4:].any() and canvas[4:24, 4:24].min() > 254
 
 
+@pytest.mark.usefixtures("offline")
 def test_bad_bases_are_refused_with_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="Unknown base 'bert'. Use one of minilm"):
         bases.load("bert")
@@ -169,7 +172,7 @@ def test_bad_bases_are_refused_with_what_to_do(tmp_path, monkeypatch):
         bases.kind(str(tmp_path / "junk.keras"))
     with pytest.raises(CheckpointError, match="is not a readable Keras model"):
         bases.load(str(tmp_path / "junk.keras"))
-    # This machine reaches PyPI only: the ImageNet weights fail at once, saying what to do.
+    # Offline (the `offline` fixture): the ImageNet weights fail at once, saying what to do.
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(WeightsUnavailable, match="copy .*notop.h5 to the same place here"):
         bases.load("resnet50")

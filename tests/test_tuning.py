@@ -312,3 +312,31 @@ def test_objective_direction():
     assert tuning.objective("val_accuracy").direction == "max"
     with pytest.raises(ValueError, match="--tuner"):
         tuning.SearchOptions(tuner="grid")
+
+
+@pytest.mark.parametrize("max_epochs", [4, 9, 20, 27])
+def test_hyperband_budget_is_what_keras_tuners_oracle_hands_out(tmp_path, max_epochs):
+    """The oracle itself, run to its end: every trial it starts, and the epochs each trains
+    (a continued trial trains `tuner/epochs - tuner/initial_epoch`)."""
+    from dlrecipes.tuning.budget import hyperband_budget
+
+    space = keras_tuner.HyperParameters()
+    space.Float("x", 0.0, 1.0)
+    oracle = keras_tuner.oracles.HyperbandOracle(
+        objective=keras_tuner.Objective("score", "max"),
+        max_epochs=max_epochs,
+        factor=3,
+        hyperparameters=space,
+        seed=0,
+    )
+    oracle._set_project_dir(str(tmp_path), "budget")
+    trials = epochs = 0
+    while (trial := oracle.create_trial("tuner0")).status == "RUNNING":
+        values = trial.hyperparameters.values
+        trials += 1
+        epochs += values["tuner/epochs"] - values["tuner/initial_epoch"]
+        oracle.update_trial(trial.trial_id, {"score": values["x"]})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    assert trial.status == "STOPPED"
+    assert hyperband_budget(max_epochs) == (trials, epochs)

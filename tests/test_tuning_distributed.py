@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, started
 
 RECIPE = ROOT / "recipes" / "image_classification" / "recipe.py"
 TIMEOUT = 400  # seconds; a hang fails the test instead of blocking the suite
@@ -28,26 +28,25 @@ def test_chief_and_two_workers_share_the_search_and_survive_a_killed_worker(tmp_
         sys.executable, str(RECIPE), "tune", "--tiny", "--tuner", "random",
         "--max-trials", "2", "--max-epochs", "1", "--directory", str(directory),
     ]  # fmt: skip
-    launcher = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    timer = threading.Timer(TIMEOUT, launcher.kill)
-    timer.start()
-    lines, pids, killed = [], {}, None
-    try:
-        for line in launcher.stdout:
-            lines.append(line)
-            started = re.match(r"\[launch\] started (\S+) \(pid (\d+)\)", line)
-            if started:
-                pids.setdefault(started[1], []).append(int(started[2]))
-            running = re.match(r"\[(tuner\d)\] \1 runs trial (\S+)", line)
-            if killed is None and running:
-                time.sleep(1)  # into the trial: building or training its model
-                killed = running.groups()
-                os.kill(pids[killed[0]][-1], signal.SIGKILL)
-        code = launcher.wait()
-    finally:
-        timer.cancel()
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    with started(command, cwd=ROOT, **output) as launcher:
+        timer = threading.Timer(TIMEOUT, launcher.kill)
+        timer.start()
+        lines, pids, killed = [], {}, None
+        try:
+            for line in launcher.stdout:
+                lines.append(line)
+                launched = re.match(r"\[launch\] started (\S+) \(pid (\d+)\)", line)
+                if launched:
+                    pids.setdefault(launched[1], []).append(int(launched[2]))
+                running = re.match(r"\[(tuner\d)\] \1 runs trial (\S+)", line)
+                if killed is None and running:
+                    time.sleep(1)  # into the trial: building or training its model
+                    killed = running.groups()
+                    os.kill(pids[killed[0]][-1], signal.SIGKILL)
+            code = launcher.wait()
+        finally:
+            timer.cancel()
     out = "".join(lines)
     assert code == 0, out[-6000:]
     assert killed is not None, out[-6000:]

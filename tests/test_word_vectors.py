@@ -85,6 +85,7 @@ with runtime.strategy("mirrored").scope():  # build_model runs in the strategy's
 """
 
 
+@pytest.mark.slow
 def test_in_context_vectors_are_the_same_inside_a_mirrored_mixed_precision_build(
     in_context, tmp_path, monkeypatch
 ):
@@ -124,8 +125,11 @@ def test_the_transformer_pass_shows_progress_on_a_terminal(
     monkeypatch.setattr(progress, "interactive", lambda: True)
     again = word_vectors.context_matrix(VOCABULARY, SENTENCES, batch_size=2)
     np.testing.assert_allclose(again, matrix, atol=1e-4)
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "MiniLM word vectors" in err and "/3 [" in err  # three batches of two texts
+    # What it computes and when it is done, in a log too.
+    assert out.startswith(f"MiniLM word vectors of 10 words over {len(SENTENCES)} texts")
+    assert out.splitlines()[-1].startswith("  done in ")
 
 
 def test_unknown_source_missing_texts_and_tampered_wheel_are_refused(tmp_path, monkeypatch):

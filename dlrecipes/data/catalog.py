@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import socket
+import urllib.parse
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from dlrecipes import console, progress
+from dlrecipes import console, online, progress
 from dlrecipes.data import builders
 from dlrecipes.data.splits import DataInfo, Splits
 from dlrecipes.errors import DatasetError
@@ -62,10 +62,12 @@ def load_tfds(
     source = sources[name]
     embedded = ", ".join(n for n, s in sources.items() if s.embedded)
     where = data_dir or "~/tensorflow_datasets"
-    if download and not source.embedded and not _prepared(name, data_dir) and not _online():
+    if download and not source.embedded and not _prepared(name, data_dir) and not _online(name):
+        hosts = ", ".join(urllib.parse.urlsplit(url).netloc for url in download_urls(name))
         raise DatasetError(
             f"Dataset {name!r} is not prepared under data_dir={where} and this machine cannot "
-            f"reach the internet to download it. {_how_to_get(name, embedded)}"
+            f"reach {hosts} to download it (directly, or through the "
+            f"proxy HTTPS_PROXY / HTTP_PROXY name). {_how_to_get(name, embedded)}"
         )
     if source.embedded:
         console.prepare_embedded(tfds.builder(name, data_dir=data_dir), progress.interactive())
@@ -138,10 +140,15 @@ def _prepared(name: str, data_dir: str | None) -> bool:
         return False
 
 
-def _online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
-    """True when TFDS's download host answers; offline, a download would only retry for minutes."""
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
+def _online(name: str) -> bool:
+    """True when every host TFDS would download `name` from answers, through the proxy the
+    environment names; offline, a download would only retry for minutes."""
+    return all(online.reachable(url) for url in download_urls(name))
+
+
+def download_urls(name: str) -> list[str]:
+    """One URL per host that TFDS downloads the catalog dataset `name` from (its checksums)."""
+    by_host = {}
+    for url in tfds.builder_cls(name).url_infos or {}:
+        by_host.setdefault(urllib.parse.urlsplit(url)[:2], url)
+    return list(by_host.values())

@@ -10,13 +10,13 @@ import numpy as np
 import tensorflow as tf
 
 from dlrecipes.data.splits import DataInfo, Splits
-from dlrecipes.errors import DatasetError
+from dlrecipes.errors import DatasetError, DataWarning
 from dlrecipes.wording import count
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 
 
-class ImageDataWarning(UserWarning):
+class ImageDataWarning(DataWarning):
     """Files of a `folder:` dataset were left out; the message names them."""
 
 

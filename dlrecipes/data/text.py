@@ -26,7 +26,7 @@ from dlrecipes.data.catalog import TfdsSource, load_tfds
 from dlrecipes.data.folds import apply_fold
 from dlrecipes.data.labelled import dedupe, stratified_split
 from dlrecipes.data.splits import DataInfo, Splits
-from dlrecipes.errors import DatasetError
+from dlrecipes.errors import DatasetError, DataWarning
 from dlrecipes.wording import count
 
 TEXT_SOURCES: dict[str, TfdsSource] = {
@@ -40,7 +40,7 @@ PREFIXES = ("csv:PATH", "folder:PATH")
 MAX_CHARS = 20_000
 
 
-class TextDataWarning(UserWarning):
+class TextDataWarning(DataWarning):
     """Rows were changed or left out while reading a user's texts; the message names them."""
 
 

@@ -136,20 +136,25 @@ def context_matrix(
     )
     by_length = sorted((s for s in sentences if s), key=len)  # less padding per batch
     starts = range(0, len(by_length), batch_size)
-    for start in progress.bar(starts, desc="MiniLM word vectors", unit="batch"):
-        batch = by_length[start : start + batch_size]
-        encodings = wordpiece.encode_batch([list(s) for s in batch], is_pretokenized=True)
-        ids = np.zeros((len(batch), max(len(e.ids) for e in encodings)), np.int32)
-        for row, encoding in enumerate(encodings):
-            ids[row, : len(encoding.ids)] = encoding.ids
-        outputs = run(tf.constant(ids), tf.constant((ids > 0).astype(np.int32))).numpy()
-        for words, encoding, output in zip(batch, encodings, outputs, strict=True):
-            places = np.array([-1 if w is None else w for w in encoding.word_ids])
-            output = output[: len(places)]  # without the batch's padding
-            for place in np.unique(places[places >= 0]):
-                row = index[words[place]]
-                sums[row] += output[places == place].mean(axis=0)
-                counts[row] += 1
+    what = (
+        f"MiniLM word vectors of {len(vocabulary):,} words over {len(by_length):,} texts "
+        f"(cached next time in {path.parent})"
+    )
+    with progress.step(what, count=len(by_length), unit="texts"):
+        for start in progress.bar(starts, desc="MiniLM word vectors", unit="batch"):
+            batch = by_length[start : start + batch_size]
+            encodings = wordpiece.encode_batch([list(s) for s in batch], is_pretokenized=True)
+            ids = np.zeros((len(batch), max(len(e.ids) for e in encodings)), np.int32)
+            for row, encoding in enumerate(encodings):
+                ids[row, : len(encoding.ids)] = encoding.ids
+            outputs = run(tf.constant(ids), tf.constant((ids > 0).astype(np.int32))).numpy()
+            for words, encoding, output in zip(batch, encodings, outputs, strict=True):
+                places = np.array([-1 if w is None else w for w in encoding.word_ids])
+                output = output[: len(places)]  # without the batch's padding
+                for place in np.unique(places[places >= 0]):
+                    row = index[words[place]]
+                    sums[row] += output[places == place].mean(axis=0)
+                    counts[row] += 1
     matrix = np.zeros_like(sums, dtype=np.float32)
     seen = counts > 0
     matrix[seen] = sums[seen] / counts[seen, None]

@@ -108,7 +108,7 @@ class Teacher:
                 f"{classes}. Pass a teacher trained on this dataset."
             )
         self.num_classes = len(classes)
-        self.sha256 = wheels.sha256(self.path.read_bytes())
+        self.sha256 = wheels.file_sha256(self.path)
 
     def predict(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
         """The teacher's probabilities for `texts`, `(len(texts), classes)` float32.
@@ -127,12 +127,13 @@ class Teacher:
                 return cached
         except (OSError, ValueError):  # not there yet, or damaged
             pass
-        print(f"Teacher predictions for {len(texts)} texts (cached next time in {path}).")
+        what = f"Teacher predictions for {len(texts):,} texts (cached next time in {path})"
         starts = range(0, len(texts), batch_size)
-        batches = [
-            np.asarray(self.serve(tf.constant(texts[s : s + batch_size])), np.float32)
-            for s in progress.bar(starts, total=len(starts), desc="teacher", unit="batch")
-        ]
+        with progress.step(what, count=len(texts), unit="texts"):
+            batches = [
+                np.asarray(self.serve(tf.constant(texts[s : s + batch_size])), np.float32)
+                for s in progress.bar(starts, desc="teacher", unit="batch")
+            ]
         probabilities = (
             np.concatenate(batches) if batches else np.zeros((0, self.num_classes), np.float32)
         )

@@ -5,8 +5,9 @@ the few labelled sentences of a task into a larger transfer set: each word of a 
 or swapped for another word of the same part of speech, and sometimes only an n-gram of the
 sentence is kept. The teacher then labels every copy, and the student learns what the teacher
 does on sentences it has never seen. Here, without a part-of-speech tagger, a swapped word is
-replaced by a random word of the training texts (`corpus_words`, what DESIGN.md measured) or by one
-of its nearest neighbours in MiniLM's word-piece input vectors (`neighbour_words`).
+replaced by a random word of the training texts (`corpus_words`, the text recipe's default, which
+its distillation benchmark measures) or by one of its nearest neighbours in MiniLM's word-piece
+input vectors (`neighbour_words`).
 
 Validation and test texts never enter the transfer set: a copy that reads like one of them
 (ignoring case, punctuation and spacing, as the text models' vectorizer does) is left out.
@@ -40,7 +41,7 @@ def normalize(text: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Augmenter:
-    """Tang et al.'s augmentation of one text, with the probabilities DESIGN.md measured.
+    """Tang et al.'s augmentation of one text; the defaults are the probabilities they used.
 
     Each word is masked with probability `mask`, else swapped with probability `swap`; then, with
     probability `ngram`, only a random run of 1 to `max_ngram` words of the result is kept.

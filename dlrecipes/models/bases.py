@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import keras
 import keras_hub
 
+from dlrecipes import online
 from dlrecipes.data import word_vectors
 from dlrecipes.errors import CheckpointError, ConfigError, WeightsUnavailable
 
@@ -41,38 +41,48 @@ TEXT = ("minilm", "tiny-bert")
 
 @dataclasses.dataclass(frozen=True)
 class Application:
-    """A `keras.applications` base: its constructor, ImageNet weights file and preprocessing.
+    """A `keras.applications` base: its constructor, ImageNet weights and preprocessing.
 
     Args:
         build: the constructor (`keras.applications.ResNet50`, ...).
-        weights_file: the no-top weights file Keras downloads into `~/.keras/models`.
+        weights_url: where Keras downloads the no-top weights from, into `~/.keras/models`
+            under the URL's file name.
         caffe: the base wants BGR pixels minus the ImageNet mean (ResNet50); the others take
             RGB in 0-255 and rescale inside (`include_preprocessing`).
     """
 
     build: Callable[..., keras.Model]
-    weights_file: str
+    weights_url: str
     caffe: bool = False
+
+    @property
+    def weights_file(self) -> str:
+        """The file name Keras keeps the weights under."""
+        return self.weights_url.rsplit("/", 1)[1]
+
+
+# Where keras.applications keeps its weights (its BASE_WEIGHTS_PATH constants).
+KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications"
 
 
 APPLICATIONS = {
     "mobilenet_v3_small": Application(
         keras.applications.MobileNetV3Small,
-        "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+        f"{KERAS_WEIGHTS}/mobilenet_v3/weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
     ),
     "efficientnet_v2_b0": Application(
-        keras.applications.EfficientNetV2B0, "efficientnetv2-b0_notop.h5"
+        keras.applications.EfficientNetV2B0,
+        f"{KERAS_WEIGHTS}/efficientnet_v2/efficientnetv2-b0_notop.h5",
     ),
     "resnet50": Application(
         keras.applications.ResNet50,
-        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        f"{KERAS_WEIGHTS}/resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
         caffe=True,
     ),
 }
 NAMES = (*TEXT, *APPLICATIONS)
 DEFAULT_INPUT_SIZE = 224  # the ImageNet bases' own input side; smaller sides work too (>= 32)
 CAFFE_MEAN = (103.939, 116.779, 123.68)  # BGR ImageNet mean that ResNet50's weights expect
-WEIGHTS_HOST = "storage.googleapis.com"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,27 +189,25 @@ def _application(spec: str, pretrained: bool, size: int) -> Base:
     app = APPLICATIONS[spec]
     weights = "imagenet" if pretrained else None
     if pretrained:
-        _check_downloadable(spec, app.weights_file)
+        _check_downloadable(spec, app)
     model = app.build(include_top=False, weights=weights, input_shape=(size, size, 3))
     # Renamed by rewrapping: EfficientNetV2 looks its blocks up by the name it is given.
     return Base(spec, keras.Model(model.input, model.output, name=NAME), "images", caffe=app.caffe)
 
 
-def _check_downloadable(spec: str, weights_file: str) -> None:
+def _check_downloadable(spec: str, app: Application) -> None:
     """Fails at once, with what to do, when the weights are neither cached nor downloadable."""
     cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
-    if (cache / weights_file).exists():
+    if (cache / app.weights_file).exists() or online.reachable(app.weights_url):
         return
-    try:
-        socket.create_connection((WEIGHTS_HOST, 443), timeout=3).close()
-    except OSError:
-        raise WeightsUnavailable(
-            f"--base {spec} needs its ImageNet weights, which Keras downloads once from "
-            f"{WEIGHTS_HOST}, and this machine cannot reach it. On a machine that can, run "
-            f'`python -c "import keras; keras.applications.{APPLICATIONS[spec].build.__name__}'
-            f'(include_top=False)"`, then copy {cache / weights_file} to the same place here; '
-            "or fine-tune a model of this project (--base runs/<recipe>/<run-id>/model.keras)."
-        ) from None
+    raise WeightsUnavailable(
+        f"--base {spec} needs its ImageNet weights, which Keras downloads once from "
+        f"{app.weights_url}, and this machine cannot reach it (directly, or through the proxy "
+        f'HTTPS_PROXY names). On a machine that can, run `python -c "import keras; '
+        f'keras.applications.{app.build.__name__}(include_top=False)"`, then copy '
+        f"{cache / app.weights_file} to the same place here; or fine-tune a model of this "
+        "project (--base runs/<recipe>/<run-id>/model.keras)."
+    )
 
 
 def _existing(spec: str) -> Path:

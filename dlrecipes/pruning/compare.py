@@ -3,6 +3,7 @@ report's sections, and the exports of the model kept."""
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -151,17 +152,26 @@ def add_ratios(rows: Sequence[dict], reference: dict) -> None:
 
 
 def table(rows: Sequence[dict], columns: Sequence[str]) -> str:
-    """A markdown table of `rows` with `columns`; floats rounded for reading."""
+    """A markdown table of `rows` with `columns`; each column's floats rounded alike
+    (`decimals`), so 1.046 and 0.4 read 1.0460 and 0.4000, not 1.0 and 0.4000."""
+    places = {c: decimals([r[c] for r in rows if isinstance(r.get(c), float)]) for c in columns}
 
-    def cell(value) -> str:
+    def cell(value, column: str) -> str:
         if isinstance(value, float):
-            return f"{value:.4f}" if abs(value) < 1 else f"{value:,.1f}"
+            return f"{value:,.{places[column]}f}"
         return f"{value:,}" if isinstance(value, int) else str(value)
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |")
+        lines.append("| " + " | ".join(cell(row.get(c, ""), c) for c in columns) + " |")
     return "\n".join(lines)
+
+
+def decimals(values: Sequence[float], digits: int = 4, most: int = 4) -> int:
+    """Decimal places that show the smallest non-zero of `values` with `digits` significant
+    digits, at most `most` (none once the smallest is 10 ** digits or more)."""
+    smallest = min((abs(v) for v in values if v and math.isfinite(v)), default=1.0)
+    return max(0, min(most, digits - 1 - math.floor(math.log10(smallest))))
 
 
 def plot_accuracy_vs_size(rows: Sequence[dict], out: Path) -> None:

@@ -47,13 +47,23 @@ def model_path(model: str, kind: str = "default", seed: int = 0) -> Path:
     args = ["train", "--run-dir", str(run)]
     args += ["--resume"] if resume else ["--seed", str(seed)]
     args += ["--tiny"] if kind == "tiny" and not resume else []
-    status = subprocess.run([sys.executable, str(script), *args]).returncode
+    status = _train([sys.executable, str(script), *args], run)
     if status != 0:
         raise CheckpointError(
             f"Training the image recipe's {kind} model failed (exit status {status}, its output "
             "is above); pass --model PATH to prune a model you have."
         )
     return run / "model.keras"
+
+
+def _train(command: list[str], run: Path) -> int:
+    """Runs the image recipe's `train`, showing its output but its last line (the cached run's
+    directory: the pruning run prints its own); returns its exit status."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
+        for line in child.stdout:
+            if line.strip() != str(run):
+                print(line, end="", flush=True)
+    return child.returncode
 
 
 def training_config(path: Path) -> dict:

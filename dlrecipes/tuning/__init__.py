@@ -5,6 +5,7 @@ Because the names match, a search's best values (`best_hparams.json`) are config
 
 - `hypermodel`: `ConfigHyperModel`, the search space over config fields.
 - `tuners`: keras-tuner's oracles and tuners, the defaults tried first (`build_tuner`).
+- `budget`: the trials and epochs of a Hyperband search, before it starts (`hyperband_budget`).
 - `options`: `SearchOptions` and the `tune` flags that set them.
 - `searching`: `search`, which runs or resumes a search and writes its results.
 - `report`: best_hparams.json, trials.csv, tuning_report.md and objective.png.
@@ -21,6 +22,7 @@ as the chief (which holds the oracle and writes the results) or as a worker (whi
 `dlrecipes.tuning.launch` starts a chief and N workers on one host.
 """
 
+from dlrecipes.tuning.budget import Budget, hyperband_budget
 from dlrecipes.tuning.hypermodel import ConfigHyperModel, Space, Trial
 from dlrecipes.tuning.options import TUNERS, SearchOptions, add_search_flags, options_from_args
 from dlrecipes.tuning.searching import SearchResult, search
@@ -28,6 +30,7 @@ from dlrecipes.tuning.tuners import build_tuner, is_worker, objective
 
 __all__ = [
     "TUNERS",
+    "Budget",
     "ConfigHyperModel",
     "SearchOptions",
     "SearchResult",
@@ -35,6 +38,7 @@ __all__ = [
     "Space",
     "add_search_flags",
     "build_tuner",
+    "hyperband_budget",
     "is_worker",
     "objective",
     "options_from_args",

@@ -61,7 +61,7 @@ class Trial:
             *callbacks,
             self._best,
             self.history,
-            cb.EpochLine(epochs),
+            cb.EpochProgress(epochs),
             *self._tuner_callbacks,
             cb.NanGuard(),
         ]

@@ -48,9 +48,8 @@ NAME = "text_bilstm"  # runs go to runs/text_bilstm/<run-id>/
 class Config(dlrecipes.RecipeConfig):
     """Text classification with a bidirectional LSTM (or GRU, or a small Transformer encoder).
 
-    Measured by the dlrecipes benchmarks on 2 CPU cores (2026-11-27): the default run scores
-    79.4% on the 1,275 rt_snippets test texts (81.0% validation) after 149 s of training; TF-IDF
-    + logistic regression scores 79.2%, the keras-io two-layer BiLSTM 76.5%. See README.md.
+    What the defaults score, against TF-IDF + logistic regression and the keras-io BiLSTM, with
+    and without a teacher, and on which data: README.md.
     """
 
     # --- input
@@ -61,10 +60,10 @@ class Config(dlrecipes.RecipeConfig):
     arch: str = "bilstm"  # bilstm | bigru | transformer
     # Pretrained vectors, kept fixed: each word's all-MiniLM-L6-v2 output vector averaged over its
     # places in the training texts (384-d, `dlrecipes.data.word_vectors`; the transformer runs
-    # once, about a minute, and the result is cached). 10,202 snippets are few for vectors learned
-    # from scratch: those fit the training set within three epochs (77% validation accuracy).
-    # MiniLM's input vectors (minilm-input) reached 77% validation, the in-context ones 79-81%.
-    # Trained on, the input vectors overfit after two epochs (79%), as did GloVe 6B 50-d (78%).
+    # once over them and the result is cached). 10,202 snippets are few for vectors learned from
+    # scratch: those fit the training set within three epochs. The in-context vectors scored
+    # higher on validation than MiniLM's input vectors (minilm-input) and than vectors learned
+    # from scratch; trained on, the input vectors overfit after two epochs, as did GloVe 6B 50-d.
     word_vectors: str = "minilm"  # minilm | minilm-input | none (learn `embedding_dim` vectors)
     train_embeddings: bool = False  # train the word vectors too
     embedding_dim: int = 64  # only without word vectors
@@ -86,8 +85,8 @@ class Config(dlrecipes.RecipeConfig):
     warmup_epochs: float = 0.0
     weight_decay: float = 1e-4
     # --- distillation (--teacher): learn a trained text classifier's soft targets over a transfer
-    # set of the training texts and augmented copies of them (see `transfer_set` below). Pass
-    # --epochs 8: each epoch sees 5x the texts.
+    # set of the training texts and augmented copies of them (README.md: what it scores). T=2
+    # did as well as T=1 in a one-seed trial. Pass --epochs 8: each epoch sees 5x the texts.
     teacher: str | None = None  # the teacher's model.keras; None trains on the labels alone
     temperature: float = 2.0  # softens teacher and student alike; the loss is scaled by T^2
     label_weight: float = 0.0  # weight of the labels' cross-entropy; 1 - it on the teacher's
@@ -102,7 +101,7 @@ class Config(dlrecipes.RecipeConfig):
     }
     # A run of seconds: two epochs of a tiny vocabulary and network, at a higher learning rate,
     # on MiniLM's input vectors: the in-context ones run the transformer over every training
-    # text first, which took 4x the CPU time of the whole tiny run (88 s against 22 s).
+    # text first, which took several times the CPU time of the whole tiny run.
     TINY: ClassVar = {
         "word_vectors": "minilm-input",
         "epochs": 2,
@@ -181,9 +180,7 @@ def build_model(config: Config, info: data.DataInfo) -> keras.Model:
 # ---------------------------------------------------------------------------------------------
 # Distillation (--teacher): the teacher labels the training texts and augmented copies of them
 # once (cached); the model then fits those soft targets. Masking, swapping and n-gram sampling as
-# Tang et al. 2019 did, with the probabilities measured here: a fine-tuned MiniLM teacher at
-# 85.1%, 4 copies, 8 epochs gave 81.7% at T=1, 81.9% at T=2, against 77.8% for this BiLSTM on
-# the labels alone (one seed, rt_snippets 1.0.0).
+# Tang et al. 2019 did, with the probabilities they used.
 # ---------------------------------------------------------------------------------------------
 
 AUGMENT = distillation.transfer.Augmenter(mask=0.1, swap=0.1, ngram=0.25, max_ngram=5)

