@@ -50,8 +50,9 @@ def runs(tmp_path_factory) -> Path:
     assert IMAGE("train", *data, "--optimizer", "sgd", "--run-dir", image / "sgd") == 0
     # Killed after its first epoch's backup: metrics.json not written, backup/ kept.
     shutil.copytree(image / "adamw", image / "killed", ignore=shutil.ignore_patterns("metrics*"))
-    (image / "killed" / "backup").mkdir()
-    (image / "killed" / callbacks.KERAS_METADATA).write_text('{"epoch": 1}')
+    backup = image / "killed" / "backup" / "train" / "epoch-0001-step-000000"
+    backup.mkdir(parents=True)
+    (backup / "state.json").write_text('{"epoch": 1, "steps_done": 0, "finished": false}')
     # Diverged in its second epoch: the history ends in a NaN loss.
     shutil.copytree(image / "adamw", image / "nan", ignore=shutil.ignore_patterns("metrics*"))
     with (image / "nan" / "history.csv").open() as f:
