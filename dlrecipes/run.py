@@ -290,7 +290,8 @@ class Run:
         the message says where."""
         if self.resume or self._dir is None:
             return
-        if not any((self._dir / "backup").glob("*/epoch-*")):
+        kept = [*self._dir.glob("**/backup/*/epoch-*"), *self._dir.glob("*/model.keras")]
+        if not kept:  # no epoch backed up, and no finished part (pruning's variants)
             shutil.rmtree(self._dir, ignore_errors=True)
         elif (self._dir / "history.csv").exists():
             err.args = (f"{err} Its history so far is in {self._dir / 'history.csv'}.",)

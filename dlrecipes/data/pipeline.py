@@ -8,7 +8,6 @@ import keras
 import tensorflow as tf
 
 from dlrecipes.data.splits import Splits
-from dlrecipes.errors import DatasetError
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -93,22 +92,11 @@ def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def count_batches(ds: tf.data.Dataset) -> int:
-    """Batches per epoch of a training split: the cardinality when tf.data knows it, else one
-    pass to count.
-
-    Raises:
-        DatasetError: there is none, so there is nothing to train on.
-    """
+    """Batches per epoch: the cardinality when tf.data knows it, else one pass to count."""
     n = int(ds.cardinality())
-    if n < 0:
-        n = int(ds.reduce(tf.constant(0, tf.int64), lambda total, _: total + 1))
-    if n == 0:
-        raise DatasetError(
-            "The training split is empty, so there is nothing to train on. (idx: files hold "
-            "only a test split: score a trained model on them with `evaluate --model ... "
-            "--dataset idx:DIR`.)"
-        )
-    return n
+    if n >= 0:
+        return n
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda total, _: total + 1))
 
 
 def resize(splits: Splits, image_size: tuple[int, int]) -> Splits:

@@ -13,8 +13,12 @@ Because the names match, a search's best values (`best_hparams.json`) are config
 
 Example:
 
->>> result = tuning.search(recipe, config, tuning.SearchOptions(tuner="random", max_trials=4))
->>> result.best_hparams_path   # runs/<recipe>/tuning/best_hparams.json
+>>> result = tuning.search(
+...     "image_classification", config, tuning.SearchOptions(tuner="random", max_trials=4),
+...     load_data=load_data, build_model=build_model, fit=fit,  # the recipe's own
+...     space={"dropout": (0.0, 0.5), "learning_rate": (3e-4, 1e-2, "log")},
+... )
+>>> result.best_hparams_path   # runs/image_classification/tuning/best_hparams.json
 
 Distributed: the same command started with Keras Tuner's own environment variables
 (`KERASTUNER_TUNER_ID=chief|tuner0|...`, `KERASTUNER_ORACLE_IP`, `KERASTUNER_ORACLE_PORT`) runs

@@ -44,9 +44,12 @@ class Trial:
         self._best = _BestWeights()
         self.history = _Epochs()
 
-    def callbacks(self, fit: str = "train", *, epochs: int | None = None) -> list:
-        """The trial's callbacks for one `fit` (`fit` and `epochs` as `Run.callbacks` takes
-        them: every fit of a trial reports to the same tuner)."""
+    def callbacks(
+        self, fit: str = "train", *, epochs: int | None = None, keep_best: bool = True
+    ) -> list:
+        """The trial's callbacks for one `fit` (`fit`, `epochs` and `keep_best` as
+        `Run.callbacks` takes them: every fit of a trial reports to the same tuner, and the
+        trial keeps its best weights in memory either way)."""
         callbacks: list = []
         if self.config.ema:
             # Averaged weights at every epoch's end too, for the tuner's checkpoint.
