@@ -53,7 +53,9 @@ class Config(dlrecipes.RecipeConfig):
     arch: str = "convnet"  # convnet | resnet
     # Six 3x3 convs at 16-32-64 filters: 98.7-98.9% on the MNIST test split in ~60 s. Twice as
     # wide scored the same (98.75%) in 4x the time; narrow nets swung by up to 30 points between
-    # epochs until the weights were averaged (`ema` below).
+    # epochs until the weights were averaged (`ema` below). One conv per stage (24-48-96) cost
+    # 1.64x the keras-io reference's CPU time an epoch, against 2.9x, but ended at 97.0% on
+    # validation after 40 epochs, against 98.6% after 20: too shallow for the pooled head.
     widths: tuple[int, ...] = (16, 32, 64)  # filters per stage
     depth: int = 2  # conv layers (convnet) or residual blocks (resnet) per stage
     batch_norm: bool = True  # batch normalization after every conv
@@ -66,6 +68,7 @@ class Config(dlrecipes.RecipeConfig):
     # model use an exponential moving average of the weights. Without the average, test accuracy
     # dipped from 96.6% to 69-82% mid-run; with momentum 0.95 it rose steadily and passed 97%
     # within 4 epochs (0.99 averaged too slowly: 56% after 3 epochs).
+    # 30 epochs: 99.0% on validation at the end against 98.6% (seed 0, one run; 1.5x the time).
     epochs: int = 20
     batch_size: int = 64  # 128 needed more epochs; 32 was slower per epoch on 2 cores
     optimizer: str = "adamw"
