@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ PRUNING_SIZE_TARGET = 1 / 3
 PRUNING_SPEEDUP_TARGETS = {"speedup_b256": 1.6, "speedup_b1": 1.3, "tflite_speedup_b1": 1.3}
 INT8_TARGET = (-0.5, 8.0)
 MULTIHOST_TARGET = 0.5  # two processes within this many points of one
+IMAGE_TARGET = (0.99, 120.0)  # image recipe: mean MNIST test accuracy, most training seconds
 
 # Test split sizes (facts of the data), for standard errors and counts of examples.
 DIGITS_TEST = 539
@@ -101,20 +103,37 @@ def region(fn: Callable[[Results], str]) -> Callable[[Results], str]:
 
 
 def image_figures(r: Results) -> dict[str, Any]:
+    """The image benchmark's seeds a side, reduced to what the documents say: the recipe's test
+    accuracy per seed and its mean, medians of training time and of the time the recipe took to
+    reach the reference's median final accuracy, and the targets of issue 24."""
     result = r["image"]
-    ours = result.row("model", "recipe default (best checkpoint)")
-    ref = result.row("model", "keras-io mnist_convnet (reference)")
-    reached = ours[s_to_key(result)]
-    return {
-        "ours": ours,
-        "ref": ref,
-        "passed": (
-            f"passed {pct(ref['mnist_test_acc'], 2)} after {reached} s, "
-            f"{reached / ref['train_s']:.1f}x the reference's time"
-            if reached is not None
-            else f"never reached {pct(ref['mnist_test_acc'], 2)}"
-        ),
+    ref = [row for row in result.rows if row["model"].startswith("keras-io")]
+    ours = [row for row in result.rows if row["model"].startswith("recipe")]
+    key = s_to_key(result)
+    reached = [row[key] if row[key] is not None else math.inf for row in ours]
+    median = statistics.median
+    figures = {
+        "seeds": len(ours),
+        "epochs": ours[0]["epochs"],
+        "ref_epochs": ref[0]["epochs"],
+        "accuracies": [row["mnist_test_acc"] for row in ours],
+        "mean": statistics.fmean(row["mnist_test_acc"] for row in ours),
+        "train_s": median(row["train_s"] for row in ours),
+        "slowest_s": max(row["train_s"] for row in ours),
+        "ref_acc": median(row["mnist_test_acc"] for row in ref),
+        "ref_s": median(row["train_s"] for row in ref),
+        "reached": median(reached),
+        "collapsed": [row["seed"] for row in ours if row["collapsed_epochs"] != "none"],
     }
+    figures["ratio"] = figures["reached"] / figures["ref_s"]
+    figures["passed"] = (
+        f"reached the reference's {pct(figures['ref_acc'], 2)} after a median "
+        f"{figures['reached']:.0f} s, {figures['ratio']:.2f}x the reference's time (target: at "
+        f"most 1x, {verdict(figures['ratio'] <= 1)})"
+        if math.isfinite(figures["reached"])
+        else f"never reached the reference's {pct(figures['ref_acc'], 2)}"
+    )
+    return figures
 
 
 @region
@@ -122,16 +141,42 @@ def image(r: Results) -> str:
     """recipes/image_classification/README.md: the recipe against the keras-io reference."""
     result = r["image"]
     f = image_figures(r)
-    ours, ref = f["ours"], f["ref"]
+    scores = " / ".join(pct(a, 2) for a in f["accuracies"])
+    collapse = (
+        "no run dropped more than a point from one epoch to the next after the first third "
+        "(target: met)"
+        if not f["collapsed"]
+        else f"seeds {f['collapsed']} dropped more than a point mid-run (target: missed)"
+    )
+    goal = f["mean"] >= IMAGE_TARGET[0] and f["slowest_s"] <= IMAGE_TARGET[1]
     return (
-        f"Measured by the dlrecipes benchmarks on {r.machine(result)}, {r.on(result)}, trained "
-        f"on the 4,000 training digits of `mnist_sample`: the default run ({ours['epochs']} "
-        f"epochs, {ours['train_s']:.0f} s of training) scores {pct(ours['mnist_test_acc'], 2)} on "
-        f"the 10,000 official MNIST test digits; the keras-io `mnist_convnet` reference, trained "
-        f"on the same digits in the same run, ends at {pct(ref['mnist_test_acc'], 2)} after "
-        f"{ref['train_s']} s ({ref['epochs']} epochs), and the recipe {f['passed']}. This "
-        "machine's speed varies with the jobs beside it: compare times within one run, not "
-        "across runs."
+        f"Measured by the dlrecipes benchmarks on {r.machine(result)}, {r.on(result)}, "
+        f"{f['seeds']} seeds a side taking turns, each trained on the 4,000 training digits of "
+        f"`mnist_sample` and scored on the 10,000 official MNIST test digits: the default run "
+        f"({f['epochs']} epochs, a median {f['train_s']:.0f} s of training) scores {scores} "
+        f"(mean {pct(f['mean'], 2)}); the keras-io `mnist_convnet` reference ({f['ref_epochs']} "
+        f"epochs) ends at a median {pct(f['ref_acc'], 2)} after a median {f['ref_s']:.0f} s. "
+        f"Scored on the weights it exports (the average), the recipe {f['passed']}, and "
+        f"{collapse}. The target of {pct(IMAGE_TARGET[0], 1)} (mean of the seeds) in at most "
+        f"{IMAGE_TARGET[1]:.0f} s of training: {verdict(goal)}. This machine's speed varies with "
+        "the jobs beside it: compare times within one run, not across runs."
+    )
+
+
+@region
+def image_ideas(r: Results) -> str:
+    """recipes/image_classification/README.md: the ideas tried for speed and accuracy."""
+    result = r["image_ideas"]
+    return (
+        f"Recorded {r.on(result)}, on {r.machine(result)} shared with other jobs, so wall "
+        "times are several times an idle machine's: costs are compared as CPU seconds per epoch "
+        "(process time, the least of 3 epochs, in one process, no augmentation), accuracies on "
+        "the recipe's own 500-digit validation split, where choices are made; test-split "
+        "figures are the benchmark's, for the record.\n\n"
+        + table(
+            ["idea", "what it gave", "kept?"],
+            [[row["idea"], row["gave"], row["kept"]] for row in result.rows],
+        )
     )
 
 
@@ -580,9 +625,9 @@ def summary(r: Results) -> str:
         (
             "image recipe vs keras-io `mnist_convnet`, both trained on the 4,000-digit sample, "
             "scored on the official MNIST test split",
-            f"recipe {pct(im['ours']['mnist_test_acc'], 2)} in {im['ours']['train_s']:.0f} s "
-            f"({im['ours']['epochs']} epochs); reference {pct(im['ref']['mnist_test_acc'], 2)} in "
-            f"{im['ref']['train_s']} s ({im['ref']['epochs']} epochs). The recipe {im['passed']}",
+            f"recipe {pct(im['mean'], 2)} (mean of {im['seeds']} seeds) in a median "
+            f"{im['train_s']:.0f} s ({im['epochs']} epochs); reference {pct(im['ref_acc'], 2)} in "
+            f"{im['ref_s']:.0f} s ({im['ref_epochs']} epochs). The recipe {im['passed']}",
             r["image"],
         )
     )
