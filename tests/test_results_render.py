@@ -49,7 +49,9 @@ def test_every_document_holds_what_the_results_give(render):
 
 def test_a_new_result_changes_every_document_quoting_it(render, results_copy):
     image = json.loads((results_copy / "image.json").read_text())
-    image["rows"][1]["mnist_test_acc"] = 0.9123
+    for row in image["rows"]:
+        if row["model"].startswith("recipe"):  # every seed: the mean is 91.23% too
+            row["mnist_test_acc"] = 0.9123
     (results_copy / "image.json").write_text(json.dumps(image))
     expected = render.rendered(render.load(results_copy))
     for document in ("README.md", "recipes/image_classification/README.md"):
