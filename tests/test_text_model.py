@@ -200,23 +200,26 @@ def test_the_end_to_end_model_predicts_what_the_token_path_does_on_real_snippets
     )
     assert token_path[:, 0].std() > 0.01  # the model tells texts apart
     strings.save(tmp_path / "model.keras")
+    strings.export(str(tmp_path / "saved_model"), verbose=False)
     np.save(tmp_path / "expected.npy", token_path)
     (tmp_path / "texts.json").write_text(json.dumps(texts))
     run_cli("-c", LOAD_AND_COMPARE, tmp_path)
 
 
-# A fresh process that imports Keras alone (no dlrecipes), loads in safe mode and compares.
+# A fresh process that imports Keras alone (no dlrecipes), loads in safe mode and compares; the
+# SavedModel export too.
 LOAD_AND_COMPARE = """
 import json, sys
 from pathlib import Path
-import keras, numpy as np
+import keras, numpy as np, tensorflow as tf
 folder = Path(sys.argv[1])
 model = keras.saving.load_model(folder / "model.keras", safe_mode=True)
 assert "dlrecipes" not in sys.modules
 texts = np.array(json.loads((folder / "texts.json").read_text()), dtype=object)
-np.testing.assert_allclose(
-    model.predict(texts, verbose=0), np.load(folder / "expected.npy"), rtol=1e-5, atol=1e-6
-)
+expected = np.load(folder / "expected.npy")
+np.testing.assert_allclose(model.predict(texts, verbose=0), expected, rtol=1e-5, atol=1e-6)
+served = tf.saved_model.load(str(folder / "saved_model"))
+np.testing.assert_allclose(served.serve(tf.constant(texts)), expected, rtol=1e-5, atol=1e-6)
 """
 
 
