@@ -172,6 +172,10 @@ def test_the_bert_behind_its_tokenizer_predicts_what_the_token_path_does(tmp_pat
         strings.predict(tf.constant(texts), verbose=0), token_path, rtol=1e-5, atol=1e-6
     )
     assert token_path[:, 0].std() > 1e-3  # texts get different outputs
+    # Asked for XLA, a model holding the tokenizer's string ops is compiled without it.
+    compiled = text.end_to_end(tokenizer, model)
+    training.compile_model(compiled, RecipeConfig(jit=True), steps_per_epoch=1)
+    assert compiled.jit_compile is False
     strings.save(tmp_path / "model.keras")
     strings.export(str(tmp_path / "saved_model"), verbose=False)
     np.save(tmp_path / "expected.npy", token_path)

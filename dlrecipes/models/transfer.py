@@ -130,6 +130,10 @@ def tokenizer(base: Base, sequence_length: int) -> keras.layers.Layer:
         pad_value=PAD_ID,
         name="pack",
     )
+    # String ops: Keras then compiles a model holding them without XLA (keras-hub's layers do
+    # not say so themselves, and the flag is not saved: a reloaded one needs jit_compile=False).
+    for layer in (tokenize, pack):
+        layer.supports_jit = False
     return keras.Model(texts, pack(tokenize(texts)), name="tokenizer")
 
 
