@@ -40,6 +40,7 @@ from sklearn.linear_model import LogisticRegression
 import dlrecipes
 from dlrecipes import data, runtime
 from dlrecipes.models import bases, transfer
+from dlrecipes.models import text as text_models
 
 PRESET = REPO / "recipes" / "fine_tuning" / "digits.json"
 COUNTS = "5,10,50,all"
@@ -187,8 +188,10 @@ def tfidf_row(train, validation, test) -> dict:
 def probe_row(train, validation, test) -> dict:
     """Frozen MiniLM, mean-pooled, and a logistic-regression probe fitted on its outputs."""
     info = data.DataInfo("rt_snippets", ("fresh", "rotten"), ())
-    model = transfer.classifier(bases.load("minilm"), info)
-    pooled = keras.Model(model.inputs, model.get_layer("head_dropout").input)
+    base = bases.load("minilm")
+    model = transfer.classifier(base, info)
+    features = keras.Model(model.inputs, model.get_layer("head_dropout").input)
+    pooled = text_models.end_to_end(transfer.tokenizer(base, 64), features)  # raw strings in
 
     def embed(split: tuple) -> tuple:
         return pooled.predict(tf.constant(split[0]), batch_size=64, verbose=0), split[1]

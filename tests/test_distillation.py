@@ -1,6 +1,6 @@
 """Distillation's parts: soft targets and the loss against numbers computed here, the transfer set
 (augmentation, and no validation or test text in it), the teacher's checks and its cached
-predictions."""
+predictions, and a student on token ids that XLA compiles."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dlrecipes import distillation
+from dlrecipes import data, distillation, training
+from dlrecipes.config import RecipeConfig
 from dlrecipes.distillation import transfer
 from dlrecipes.errors import CheckpointError
 from dlrecipes.models import text
@@ -137,19 +138,18 @@ def test_neighbour_words_swaps_a_word_for_a_near_one():
 # --- the teacher -----------------------------------------------------------------------------
 
 
-def tiny_text_model(num_classes: int = 2, seed: int = 0, activation: str | None = None):
+def tiny_text_model(
+    num_classes: int = 2, seed: int = 0, activation: str | None = None, texts=TEXTS
+) -> keras.Model:
+    """A small text classifier behind its vectorizer: raw strings in, as a teacher is saved."""
     keras.utils.set_random_seed(seed)
-    model = text.recurrent_classifier(
-        num_classes,
-        tf.data.Dataset.from_tensor_slices(TEXTS),
-        max_tokens=50,
-        sequence_length=8,
-        embedding_dim=4,
-        units=(4,),
+    vectorize = text.vectorizer(
+        tf.data.Dataset.from_tensor_slices(texts), max_tokens=500, sequence_length=8
     )
+    model = text.recurrent_classifier(num_classes, vectorize, embedding_dim=4, units=(4,))
     if activation:  # a head that outputs something else than probabilities
         model.get_layer("predictions").activation = keras.activations.get(activation)
-    return model
+    return text.end_to_end(vectorize, model)
 
 
 @pytest.fixture
@@ -237,3 +237,47 @@ def test_unusable_teachers_are_refused_with_one_line(tmp_path, cache):
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
     with pytest.raises(CheckpointError, match="not a readable Keras model"):
         distillation.Teacher(tmp_path / "junk.keras", ["neg", "pos"])
+
+
+def test_a_student_on_token_ids_learns_the_soft_targets_with_xla(tmp_path, cache, recwarn):
+    """The transfer set tokenized in the pipeline by the student's vectorizer, on real
+    snippets: batches of ids grouped by length, and a training step XLA compiles."""
+    snippets = data.load_text("rt_snippets")
+    splits = data.Splits(
+        train=snippets.train.take(192),
+        validation=snippets.validation.take(64),
+        test=snippets.test.take(64),
+        info=snippets.info,
+    )
+    texts = [t.decode() for t, _ in splits.train.as_numpy_iterator()]
+    path = tmp_path / "teacher" / "model.keras"
+    path.parent.mkdir()
+    tiny_text_model(texts=texts).save(path)
+    vectorize = text.vectorizer(
+        splits.train.map(lambda t, y: t), max_tokens=500, sequence_length=32
+    )
+    d = distillation.distill(
+        path,
+        splits,
+        copies=1,
+        temperature=2.0,
+        label_weight=0.0,
+        batch_size=32,
+        tokenizer=vectorize,
+        boundaries=[33],
+        pad_to_boundary=True,
+    )
+    for ids, targets in d.train.take(3).as_numpy_iterator():
+        assert ids.dtype == np.int32 and ids.shape[1] == 32  # the group's boundary less one
+        assert targets.shape[1] == 4  # label, then the teacher's probabilities
+    student = text.recurrent_classifier(2, vectorize, embedding_dim=8, units=(4,))
+    config = RecipeConfig(jit=True, optimizer="adam", learning_rate=1e-2, schedule="constant")
+    steps = int(d.train.cardinality())
+    assert steps == training.count_batches(d.train) > 6  # the copies are in it
+    training.compile_model(student, config, steps, **d.compile_args())
+    assert student.jit_compile is True
+    history = student.fit(d.train, validation_data=d.validation, epochs=2, verbose=0, shuffle=False)
+    assert student.jit_compile is True
+    assert not [w for w in recwarn.list if "jit_compile" in str(w.message)]
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert 0.0 <= history.history["val_accuracy"][-1] <= 1.0

@@ -1,31 +1,55 @@
-"""Text model builders: raw strings in, vocabulary from training texts only, recurrent layers
-Keras runs with cuDNN (a GPU faked) on masks cuDNN takes, safe-mode reloads."""
+"""Text model builders: classifiers on token ids that XLA compiles and train, the end-to-end model
+on raw strings that gives the token path's predictions on real snippets, vocabulary from training
+texts only, recurrent layers Keras runs with cuDNN (a GPU faked) on masks cuDNN takes, safe-mode
+reloads."""
 
 from __future__ import annotations
 
-import warnings
+import json
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from dlrecipes import optimizers
+from dlrecipes import data, optimizers
 from dlrecipes.config import RecipeConfig
+from dlrecipes.data import tokens
 from dlrecipes.models import text
+from tests.conftest import run_cli
 
 TRAIN = ["a truly great film", "great acting and a great story", "dull and boring", "boring mess"]
 LABELS = [1, 1, 0, 0]
+
+
+def _compile(model: keras.Model, config: RecipeConfig, steps: int) -> None:
+    """Compiles as the recipes' `fit` does: the config's optimizer, XLA as the config asks."""
+    model.compile(
+        optimizer=optimizers.optimizer(config, steps),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=bool(config.jit),
+    )
 
 
 def _texts(items: list[str]) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices(tf.constant(items))
 
 
+def _vectorizer(texts: list[str] = TRAIN, sequence_length: int = 8) -> keras.layers.Layer:
+    return text.vectorizer(_texts(texts), max_tokens=50, sequence_length=sequence_length)
+
+
 def _small(builder, num_classes: int = 2, **kwargs) -> keras.Model:
-    return builder(
-        num_classes, _texts(TRAIN), max_tokens=50, sequence_length=8, embedding_dim=8, **kwargs
-    )
+    """A small classifier on token ids behind its vectorizer: raw strings in."""
+    vectorize = _vectorizer()
+    model = builder(num_classes, vectorize, _texts(TRAIN), embedding_dim=8, **kwargs)
+    return text.end_to_end(vectorize, model)
+
+
+def _classifier(model: keras.Model) -> keras.Model:
+    """The classifier on token ids inside an end-to-end model."""
+    return model.layers[-1]
 
 
 @pytest.mark.parametrize(
@@ -61,7 +85,8 @@ def test_vocabulary_comes_from_the_training_texts_only():
 def test_words_with_line_separators_do_not_break_the_saved_vocabulary(tmp_path):
     # Keras reads a saved vocabulary back with str.splitlines; real snippets hold U+0085.
     odd = ["workplace ambition\x85 wins", "a\u2028b and c\x0cd", "plain words"]
-    model = text.recurrent_classifier(2, _texts(odd), max_tokens=50, sequence_length=8)
+    vectorize = text.vectorizer(_texts(odd), max_tokens=50, sequence_length=8)
+    model = text.end_to_end(vectorize, text.recurrent_classifier(2, vectorize))
     model.save(tmp_path / "model.keras")
     reloaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
     vocabulary = reloaded.get_layer("vectorizer").get_vocabulary()
@@ -83,7 +108,7 @@ def fake_gpu(monkeypatch):
 def _recurrent(model: keras.Model) -> list[keras.layers.Layer]:
     return [
         direction
-        for layer in model.layers
+        for layer in _classifier(model).layers
         if isinstance(layer, keras.layers.Bidirectional)
         for direction in (layer.forward_layer, layer.backward_layer)
     ]
@@ -123,41 +148,89 @@ def test_recurrent_layers_get_masks_cudnn_accepts(cell, monkeypatch):
 
 @pytest.mark.parametrize("builder", [text.recurrent_classifier, text.transformer_classifier])
 def test_padding_does_not_change_a_prediction(builder):
-    # The same weights read texts padded to 8 and to 16 tokens: the masks keep the recurrent
+    # The same ids padded to their longest text, to 8 and to 16: the masks keep the recurrent
     # layers, the pooling and attention off the padding, so the probabilities agree.
-    kwargs = {"max_tokens": 50, "embedding_dim": 8, "dropout": 0.0}
-    long = builder(2, _texts(TRAIN), sequence_length=16, **kwargs)
-    short = builder(2, _texts(TRAIN), sequence_length=8, **kwargs)
-    for mine, theirs in zip(short.layers, long.layers, strict=True):
-        weights = [
-            w[: v.shape[0]] for v, w in zip(mine.get_weights(), theirs.get_weights(), strict=True)
-        ]
-        mine.set_weights(weights)  # the position table is cut to the shorter length
-    new = tf.constant(["great film", "", "dull boring great acting"])
-    np.testing.assert_allclose(
-        short.predict(new, verbose=0), long.predict(new, verbose=0), rtol=1e-5, atol=1e-6
-    )
+    vectorize = _vectorizer()
+    model = builder(2, vectorize, embedding_dim=8, dropout=0.0)
+    ids = tf.cast(vectorize(tf.constant(["great film", "", "dull boring great acting"])), "int32")
+    longest = model.predict(ids[:, :4], verbose=0)
+    for padded in (ids, tf.pad(ids, [[0, 0], [0, 8]])):
+        np.testing.assert_allclose(model.predict(padded, verbose=0), longest, rtol=1e-5, atol=1e-6)
 
 
-def test_compiled_with_xla_asked_for_it_trains_without_and_learns_a_toy_task(recwarn):
-    model = _small(text.recurrent_classifier, units=(8,), dropout=0.0, spatial_dropout=0.0)
-    # --jit on a string model: Keras runs it without XLA. Importing dlrecipes filters Keras'
-    # warning about it (pytest resets the filters; the text recipe under --jit is tested in a
-    # fresh process in tests/test_runtime.py).
+@pytest.mark.parametrize(
+    ("builder", "kwargs"),
+    [
+        (text.recurrent_classifier, {"cell": "lstm"}),
+        (text.recurrent_classifier, {"cell": "gru", "pooling": "last"}),
+        (text.transformer_classifier, {"heads": 2, "ff_dim": 8}),
+    ],
+)
+def test_classifiers_on_token_ids_train_with_xla_and_learn(recwarn, builder, kwargs):
+    vectorize = _vectorizer()
+    model = builder(2, vectorize, embedding_dim=8, dropout=0.0, spatial_dropout=0.0, **kwargs)
     config = RecipeConfig(jit=True, optimizer="adam", learning_rate=0.05, schedule="constant")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
-        model.compile(
-            optimizer=optimizers.optimizer(config, steps_per_epoch=1),
-            loss="sparse_categorical_crossentropy",
-            jit_compile=config.jit,
-        )
-    assert model.jit_compile is False
-    ds = tf.data.Dataset.from_tensor_slices((tf.constant(TRAIN), LABELS)).batch(4).repeat(15)
-    model.fit(ds, verbose=0, shuffle=False)
-    assert not recwarn.list, [str(w.message) for w in recwarn]
-    probs = model.predict(tf.constant(TRAIN), verbose=0)
+    _compile(model, config, 1)
+    assert model.jit_compile is True  # no string op left in the model: XLA compiles its step
+    pairs = tf.data.Dataset.from_tensor_slices((TRAIN, LABELS))
+    ds = tokens.batches(pairs, vectorize, 4, training=False, boundaries=[9], pad_to_boundary=True)
+    model.fit(ds.repeat(15), verbose=0, shuffle=False)
+    assert model.jit_compile is True
+    assert not [w for w in recwarn.list if "jit_compile" in str(w.message)]
+    probs = text.end_to_end(vectorize, model).predict(tf.constant(TRAIN), verbose=0)
     assert probs.argmax(-1).tolist() == LABELS
+
+
+@pytest.mark.parametrize("arch", ["bilstm", "transformer"])
+def test_the_end_to_end_model_predicts_what_the_token_path_does_on_real_snippets(tmp_path, arch):
+    """The saved model (strings in, fixed padding) against the training-time path (ids from
+    the tf.data pipeline, grouped by length, each batch padded to its longest), reloaded in a
+    process that imports Keras alone."""
+    splits = data.load_text("rt_snippets")
+    train = splits.train.take(512)
+    adapt = train.map(lambda t, y: t)
+    vectorize = text.vectorizer(adapt, max_tokens=2_000, sequence_length=32)
+    build = text.recurrent_classifier if arch == "bilstm" else text.transformer_classifier
+    model = build(2, vectorize, adapt, embedding_dim=16)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    train_batches = tokens.batches(train, vectorize, 64, training=True)
+    model.fit(train_batches, epochs=2, verbose=0, shuffle=False)
+    test = splits.test.take(300)
+    texts = [t.decode() for t, _ in test.as_numpy_iterator()]
+    indexed = test.enumerate().map(lambda i, pair: (pair[0], i))
+    batches = tokens.batches(
+        indexed, vectorize, 32, training=False, boundaries=tokens.bucket_boundaries(32)
+    )
+    order = np.concatenate([i for _, i in batches.as_numpy_iterator()])
+    token_path = np.empty((len(texts), 2), np.float32)
+    token_path[order] = model.predict(batches.map(lambda ids, i: ids), verbose=0)
+    strings = text.end_to_end(vectorize, model)
+    np.testing.assert_allclose(
+        strings.predict(tf.constant(texts), verbose=0), token_path, rtol=1e-5, atol=1e-6
+    )
+    assert token_path[:, 0].std() > 0.01  # the model tells texts apart
+    strings.save(tmp_path / "model.keras")
+    strings.export(str(tmp_path / "saved_model"), verbose=False)
+    np.save(tmp_path / "expected.npy", token_path)
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    run_cli("-c", LOAD_AND_COMPARE, tmp_path)
+
+
+# A fresh process that imports Keras alone (no dlrecipes), loads in safe mode and compares; the
+# SavedModel export too.
+LOAD_AND_COMPARE = """
+import json, sys
+from pathlib import Path
+import keras, numpy as np, tensorflow as tf
+folder = Path(sys.argv[1])
+model = keras.saving.load_model(folder / "model.keras", safe_mode=True)
+assert "dlrecipes" not in sys.modules
+texts = np.array(json.loads((folder / "texts.json").read_text()), dtype=object)
+expected = np.load(folder / "expected.npy")
+np.testing.assert_allclose(model.predict(texts, verbose=0), expected, rtol=1e-5, atol=1e-6)
+served = tf.saved_model.load(str(folder / "saved_model"))
+np.testing.assert_allclose(served.serve(tf.constant(texts)), expected, rtol=1e-5, atol=1e-6)
+"""
 
 
 @pytest.mark.parametrize("builder", [text.recurrent_classifier, text.transformer_classifier])
@@ -186,7 +259,7 @@ def test_pretrained_vectors_start_the_embedding_and_stay_fixed(tmp_path):
         return np.arange(len(vocabulary) * 3, dtype=np.float32).reshape(-1, 3)
 
     model = _small(text.recurrent_classifier, word_vectors=vectors, train_embeddings=False)
-    layer = model.get_layer("embedding")
+    layer = _classifier(model).get_layer("embedding")
     vocabulary = model.get_layer("vectorizer").get_vocabulary()
     assert layer.output_dim == 3 and not layer.trainable
     kept = layer.get_weights()[0]
@@ -197,7 +270,7 @@ def test_pretrained_vectors_start_the_embedding_and_stay_fixed(tmp_path):
     model.fit(tf.constant(TRAIN), np.array(LABELS), epochs=2, verbose=0)
     np.testing.assert_array_equal(layer.get_weights()[0], kept)
     model.save(tmp_path / "m.keras")
-    again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    again = _classifier(keras.saving.load_model(tmp_path / "m.keras", safe_mode=True))
     np.testing.assert_array_equal(again.get_layer("embedding").get_weights()[0], kept)
     assert not again.get_layer("embedding").trainable
 
@@ -209,11 +282,13 @@ def test_vector_source_reads_the_training_texts_as_the_model_splits_them():
         given.append((vocabulary, sentences))
         return np.ones((len(vocabulary), 2), np.float32)
 
+    texts = _texts([*TRAIN, "Great, GREAT fun!"])
     text.recurrent_classifier(
         2,
-        _texts([*TRAIN, "Great, GREAT fun!"]),
-        max_tokens=6,  # the four words seen twice or more; the rest become "[UNK]"
-        sequence_length=4,  # and texts are cut where the model cuts them
+        # the four words seen twice or more; the rest become "[UNK]"; and texts are cut where
+        # the model cuts them
+        text.vectorizer(texts, max_tokens=6, sequence_length=4),
+        texts,
         word_vectors=vectors,
     )
     assert given == [
@@ -235,6 +310,6 @@ def test_transformer_takes_its_width_from_the_pretrained_vectors():
         return np.ones((len(vocabulary), 6), np.float32)
 
     model = _small(text.transformer_classifier, heads=2, ff_dim=8, word_vectors=vectors)
-    assert model.get_layer("embedding").output_dim == 6
-    assert model.get_layer("position_embedding").output_dim == 6
+    assert _classifier(model).get_layer("embedding").output_dim == 6
+    assert _classifier(model).get_layer("position_embedding").output_dim == 6
     assert model.predict(tf.constant(["a great story"]), verbose=0).shape == (1, 2)

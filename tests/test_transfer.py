@@ -1,6 +1,8 @@
 """Pretrained bases and the classifier built on them: MiniLM against an independent numpy forward
-pass, the tokenizer inside the model across a safe-mode reload, units and unfreezing, saved-model
-bases, and the refusals (unknown name, missing or unreadable file, ImageNet weights offline)."""
+pass, a BERT classifier on WordPiece ids that XLA compiles and that, behind its tokenizer, predicts
+on raw strings what the tf.data path does and reloads in safe mode; units and unfreezing,
+saved-model bases (a text model's on its token ids), and the refusals (unknown name, missing or
+unreadable file, ImageNet weights offline)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ import pytest
 import safetensors.numpy
 import tensorflow as tf
 
-from dlrecipes.data import DataInfo, word_vectors
+from dlrecipes import data, optimizers
+from dlrecipes.config import RecipeConfig
+from dlrecipes.data import DataInfo, tokens, word_vectors
 from dlrecipes.errors import CheckpointError, ConfigError, WeightsUnavailable
-from dlrecipes.models import bases, transfer, vision
+from dlrecipes.models import bases, text, transfer, vision
+from tests.conftest import run_cli
 
 TEXT_INFO = DataInfo("texts", ("fresh", "rotten"), ())
 DIGITS_INFO = DataInfo("digits", tuple("0123456789"), (8, 8, 1))
@@ -24,6 +29,16 @@ SENTENCES = [
     "Dull and far too long; I wanted my two hours back!",
     "Unwatchable.",
 ]
+
+
+def _compile(model: keras.Model, config: RecipeConfig, steps: int) -> None:
+    """Compiles as the recipes' `fit` does: the config's optimizer, XLA as the config asks."""
+    model.compile(
+        optimizer=optimizers.optimizer(config, steps),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=bool(config.jit),
+    )
 
 
 def features(model: keras.Model) -> keras.Model:
@@ -91,8 +106,11 @@ def minilm_numpy(ids: list[int], exact_gelu: bool = False) -> np.ndarray:
 
 @pytest.mark.slow
 def test_minilm_inside_the_model_matches_an_independent_numpy_forward_pass():
-    model = transfer.classifier(bases.load("minilm"), TEXT_INFO)
-    ours = features(model).predict(tf.constant(SENTENCES), verbose=0)
+    base = bases.load("minilm")
+    model = text.end_to_end(
+        transfer.tokenizer(base, 64), features(transfer.classifier(base, TEXT_INFO))
+    )
+    ours = model.predict(tf.constant(SENTENCES), verbose=0)
     tokenizer = word_vectors.tokenizer()  # the Hugging Face tokenizer, not the one in the model
     for sentence, vector in zip(SENTENCES, ours, strict=True):
         ids = tokenizer.encode(sentence).ids
@@ -102,24 +120,124 @@ def test_minilm_inside_the_model_matches_an_independent_numpy_forward_pass():
     assert np.abs(ours[0] - ours[1]).max() > 0.1  # different sentences, different vectors
 
 
+@pytest.fixture(scope="module")
+def snippets() -> data.Splits:
+    return data.load_text("rt_snippets")
+
+
+def test_the_tokenizer_gives_minilm_word_pieces_packed_and_right_padded():
+    ids = transfer.tokenizer(bases.load("tiny-bert"), 16).predict(
+        tf.constant(["unwatchable film", "A wonderful, moving film with superb acting."]),
+        verbose=0,
+    )
+    for row, sentence in zip(ids, ["unwatchable film", SENTENCES[0]], strict=True):
+        expected = word_vectors.tokenizer().encode(sentence).ids  # [CLS] ... [SEP]
+        assert row.tolist() == expected + [tokens.PAD_ID] * (16 - len(expected))
+
+
 @pytest.mark.slow
-def test_text_model_keeps_its_tokenizer_across_a_safe_mode_reload(tmp_path):
-    model = transfer.classifier(bases.load("tiny-bert"), TEXT_INFO, sequence_length=16)
-    before = model.predict(tf.constant(SENTENCES), verbose=0)
-    model.save(tmp_path / "m.keras")
-    again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
-    after = again.predict(tf.constant(SENTENCES), verbose=0)
-    np.testing.assert_array_equal(after, before)
-    np.testing.assert_allclose(after.sum(-1), 1.0, rtol=1e-5)
-    # The word pieces are MiniLM's: the packed ids start with [CLS] and the words' pieces.
-    pack = keras.Model(again.inputs, again.get_layer("pack").output[0])
-    ids = pack.predict(tf.constant(["unwatchable film"]), verbose=0)[0]
-    expected = word_vectors.tokenizer().encode("unwatchable film").ids  # [CLS] ... [SEP]
-    assert ids.tolist() == expected + [0] * (16 - len(expected))
+def test_a_bert_classifier_on_token_ids_trains_with_xla(recwarn, snippets):
+    base = bases.load("tiny-bert")
+    model = transfer.classifier(base, TEXT_INFO, dropout=0.0)
+    config = RecipeConfig(jit=True, optimizer="adam", learning_rate=3e-3, schedule="constant")
+    _compile(model, config, 8)
+    assert model.jit_compile is True  # no string op in the model: XLA compiles its step
+    # One length group padded to its boundary: one shape, one compilation.
+    train = tokens.batches(
+        snippets.train.take(512),
+        transfer.tokenizer(base, 32),
+        64,
+        training=True,
+        boundaries=[33],
+        pad_to_boundary=True,
+    )
+    history = model.fit(train, epochs=3, verbose=0, shuffle=False)
+    assert model.jit_compile is True
+    assert not [w for w in recwarn.list if "jit_compile" in str(w.message)]
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0]  # it trains
+
+
+@pytest.mark.slow
+def test_the_bert_behind_its_tokenizer_predicts_what_the_token_path_does(tmp_path, snippets):
+    """The saved model (strings in, packed to 32 pieces) against the training-time path
+    (WordPiece in tf.data, grouped by length, each batch padded to its longest text), and
+    reloaded in safe mode in a process that imports Keras alone: keras-hub's layers load
+    by their module."""
+    base = bases.load("tiny-bert")
+    tokenizer = transfer.tokenizer(base, 32)
+    model = transfer.classifier(base, TEXT_INFO)
+    test = snippets.test.take(300)
+    texts = [t.decode() for t, _ in test.as_numpy_iterator()]
+    batches = tokens.batches(
+        test.enumerate().map(lambda i, pair: (pair[0], i)),
+        tokenizer,
+        32,
+        training=False,
+        boundaries=tokens.bucket_boundaries(32),
+    )
+    order = np.concatenate([i for _, i in batches.as_numpy_iterator()])
+    assert len({ids.shape[1] for ids, _ in batches.as_numpy_iterator()}) > 2
+    token_path = np.empty((len(texts), 2), np.float32)
+    token_path[order] = model.predict(batches.map(lambda ids, i: ids), verbose=0)
+    strings = text.end_to_end(tokenizer, model)
+    np.testing.assert_allclose(
+        strings.predict(tf.constant(texts), verbose=0), token_path, rtol=1e-5, atol=1e-6
+    )
+    assert token_path[:, 0].std() > 1e-3  # texts get different outputs
+    # Asked for XLA, a model holding the tokenizer's string ops is compiled without it.
+    compiled = text.end_to_end(tokenizer, model)
+    _compile(compiled, RecipeConfig(jit=True), 1)
+    assert compiled.jit_compile is False
+    strings.save(tmp_path / "model.keras")
+    strings.export(str(tmp_path / "saved_model"), verbose=False)
+    np.save(tmp_path / "expected.npy", token_path)
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    run_cli("-c", LOAD_AND_COMPARE, tmp_path)
+
+
+# A fresh process that imports Keras alone (no dlrecipes), loads in safe mode and compares; the
+# SavedModel export too.
+LOAD_AND_COMPARE = """
+import json, sys
+from pathlib import Path
+import keras, numpy as np, tensorflow as tf
+folder = Path(sys.argv[1])
+model = keras.saving.load_model(folder / "model.keras", safe_mode=True)
+assert "dlrecipes" not in sys.modules
+texts = np.array(json.loads((folder / "texts.json").read_text()), dtype=object)
+expected = np.load(folder / "expected.npy")
+np.testing.assert_allclose(model.predict(texts, verbose=0), expected, rtol=1e-5, atol=1e-6)
+import tensorflow_text  # registers the WordPiece ops the SavedModel holds
+served = tf.saved_model.load(str(folder / "saved_model"))
+np.testing.assert_allclose(served.serve(tf.constant(texts)), expected, rtol=1e-5, atol=1e-6)
+"""
+
+
+@pytest.mark.slow
+def test_a_saved_text_model_becomes_a_base_on_its_token_ids(tmp_path, snippets):
+    texts = snippets.train.take(256).map(lambda t, y: t)
+    vectorize = text.vectorizer(texts, max_tokens=500, sequence_length=16)
+    saved = text.end_to_end(vectorize, text.recurrent_classifier(2, vectorize, units=(4,)))
+    saved.save(tmp_path / "model.keras")
+    assert bases.kind(str(tmp_path / "model.keras")) == "text"
+    base = bases.load(str(tmp_path / "model.keras"))
+    assert base.reads == "ids" and base.kind == "text"
+    tokenizer = transfer.tokenizer(base, 64)  # its own vectorizer, with its own length
+    assert tokenizer.get_vocabulary() == vectorize.get_vocabulary()
+    model = transfer.classifier(base, TEXT_INFO)
+    assert model.inputs[0].dtype == "int32"
+    sentences = tf.constant(SENTENCES)
+    pooled = text.end_to_end(tokenizer, features(model)).predict(sentences, verbose=0)
+    inner = saved.layers[-1]
+    expected = keras.Model(inner.inputs, inner.get_layer("predictions").input)
+    np.testing.assert_allclose(
+        pooled, expected.predict(vectorize(sentences), verbose=0), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_units_are_blocks_and_unfreeze_counts_them_from_the_top():
-    model = transfer.classifier(bases.load("tiny-bert"), TEXT_INFO, sequence_length=16)
+    model = transfer.classifier(bases.load("tiny-bert"), TEXT_INFO)
     names = [layer.name for layer in transfer.units(model)]
     assert names[-1] == "transformer_layer_0" and len(names) == 5  # 4 embedding layers, 1 block
     transfer.unfreeze(model, 0)
@@ -132,6 +250,10 @@ def test_units_are_blocks_and_unfreeze_counts_them_from_the_top():
     assert len(model.trainable_weights) == len(model.weights)
     with pytest.raises(ConfigError, match="--unfreeze 6 is more than the base has: 5 layers"):
         transfer.unfreeze(model, 6)
+    # Behind its tokenizer, the classifier's base is still found and unfrozen.
+    strings = text.end_to_end(transfer.tokenizer(bases.load("tiny-bert"), 16), model)
+    transfer.unfreeze(strings, 0)
+    assert [w.path for w in strings.trainable_weights] == ["predictions/kernel", "predictions/bias"]
 
 
 def _saved_convnet(path) -> None:

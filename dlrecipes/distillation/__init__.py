@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dlrecipes.data import tokens
 from dlrecipes.data.pipeline import prepare
 from dlrecipes.data.splits import Splits
 from dlrecipes.distillation import compare as comparing
@@ -40,7 +42,8 @@ class Distillation:
 
     Args:
         teacher: the loaded teacher.
-        train: batches of (text, packed targets) over the transfer set, shuffled.
+        train: batches of (text, packed targets) over the transfer set, shuffled; the texts are
+            token ids when `distill` was given a tokenizer.
         validation: batches of (validation text, its label packed the same way).
         temperature, label_weight: the loss's settings (`SoftTargetLoss`).
         labelled: training texts in the transfer set; the rest are augmented copies.
@@ -109,6 +112,9 @@ def distill(
     seed: int = 0,
     swap: str = "corpus",
     augmenter: transfer.Augmenter | None = None,
+    tokenizer: tokens.Tokenizer | None = None,
+    boundaries: Sequence[int] | None = None,
+    pad_to_boundary: bool = False,
 ) -> Distillation:
     """Loads the teacher, builds and labels the transfer set, and returns the `Distillation`.
 
@@ -124,6 +130,9 @@ def distill(
         swap: what a swapped word becomes: `corpus` (a random training word) or `neighbours`
             (a near word in MiniLM's word-piece input vectors).
         augmenter: masking, swapping and n-gram probabilities (default: `transfer.Augmenter()`).
+        tokenizer: the student's tokenizer, for a student on token ids: the texts are then
+            tokenized in the pipeline and batched by length (`dlrecipes.data.tokens.batches`,
+            with `boundaries` and `pad_to_boundary`). None: batches of raw strings.
 
     Raises:
         ConfigError: settings out of range. CheckpointError: an unusable teacher.
@@ -163,12 +172,25 @@ def distill(
     val_texts, val_labels = texts_and_labels(splits.validation)
     one_hot = np.eye(splits.info.num_classes, dtype=np.float32)[val_labels]
     validation = tf.data.Dataset.from_tensor_slices((val_texts, pack(val_labels, one_hot)))
+
+    def batched(ds: tf.data.Dataset, training: bool) -> tf.data.Dataset:
+        # The whole transfer set is shuffled at once: each text's copies follow it.
+        shuffling = {"training": training, "seed": seed, "shuffle_buffer": len(transfer_texts)}
+        if tokenizer is None:
+            return prepare(ds, batch_size, **shuffling)
+        return tokens.batches(
+            ds,
+            tokenizer,
+            batch_size,
+            boundaries=boundaries,
+            pad_to_boundary=pad_to_boundary,
+            **shuffling,
+        )
+
     return Distillation(
         teacher=teacher,
-        train=prepare(
-            train, batch_size, training=True, seed=seed, shuffle_buffer=len(transfer_texts)
-        ),
-        validation=prepare(validation, batch_size, training=False),
+        train=batched(train, training=True),
+        validation=batched(validation, training=False),
         temperature=temperature,
         label_weight=label_weight,
         labelled=labelled,

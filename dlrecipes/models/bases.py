@@ -7,7 +7,9 @@
 - `mobilenet_v3_small`, `efficientnet_v2_b0`, `resnet50`: `keras.applications` without their
   top, with ImageNet weights that Keras downloads once into `~/.keras/models`.
 - the path of a `model.keras` trained by this project's image or text recipe (or by this one):
-  every layer before its head (the last Dense, and the dropout feeding it) becomes the base.
+  every layer before its head (the last Dense, and the dropout feeding it) becomes the base. A
+  text model saved as tokenizer + classifier on token ids (`models.text.end_to_end`) gives a
+  base on token ids, and its tokenizer.
 
 Every base is a `keras.Model` named `base`. `load(spec, pretrained=False)` gives the same
 architecture with fresh random weights, the baseline of a few-label study.
@@ -93,8 +95,11 @@ class Base:
         spec: what `--base` named.
         model: the network, named `base`.
         reads: `tokens` (a BERT: `token_ids`, `segment_ids`, `padding_mask` in, one vector per
-            word piece out), `strings` (a saved text model: raw strings in) or `images`.
+            word piece out), `ids` (a saved text model's layers after its tokenizer: token ids
+            in), `strings` (a saved text model that tokenizes inside: raw strings in) or
+            `images`.
         vocabulary: the WordPiece vocabulary of a `tokens` base, in id order.
+        tokenizer: the saved tokenizer of an `ids` base: strings to the ids it reads.
         caffe: an image base that wants BGR pixels minus the ImageNet mean.
     """
 
@@ -102,6 +107,7 @@ class Base:
     model: keras.Model
     reads: str
     vocabulary: tuple[str, ...] = ()
+    tokenizer: keras.layers.Layer | None = None
     caffe: bool = False
 
     @property
@@ -145,13 +151,20 @@ def kind(spec: str) -> str:
     return "text" if "string" in inputs else "images"
 
 
-def load(spec: str, *, pretrained: bool = True, input_size: int | None = None) -> Base:
+def load(
+    spec: str,
+    *,
+    pretrained: bool = True,
+    input_size: int | None = None,
+    dtype: str | None = None,
+) -> Base:
     """The base `spec` names.
 
     Args:
         spec: a name from `NAMES` or the path of a saved `model.keras`.
         pretrained: False gives the same architecture with fresh random weights.
         input_size: side of the square a `keras.applications` base reads (default 224).
+        dtype: dtype policy of a BERT base (`mixed_bfloat16`, ...); default Keras' global one.
 
     Raises:
         ConfigError: an unknown name, or ImageNet weights that cannot be downloaded here.
@@ -159,15 +172,15 @@ def load(spec: str, *, pretrained: bool = True, input_size: int | None = None) -
     """
     check_spec(spec)
     if spec in TEXT:
-        return _bert(spec, pretrained)
+        return _bert(spec, pretrained, dtype or keras.config.dtype_policy().name)
     if spec in APPLICATIONS:
         return _application(spec, pretrained, input_size or DEFAULT_INPUT_SIZE)
     return _saved(spec, pretrained)
 
 
-def _bert(spec: str, pretrained: bool) -> Base:
+def _bert(spec: str, pretrained: bool, dtype: str) -> Base:
     if spec == "minilm":
-        backbone = word_vectors.encoder()
+        backbone = word_vectors.encoder(dtype)
         if not pretrained:
             backbone = keras_hub.models.BertBackbone.from_config(backbone.get_config())
     else:
@@ -178,7 +191,7 @@ def _bert(spec: str, pretrained: bool) -> Base:
             hidden_dim=32,
             intermediate_dim=64,
             max_sequence_length=word_vectors.MAX_PIECES,
-            dtype="float32",
+            dtype=dtype,
         )
     # The backbone without its pooler: a mean over the word pieces replaces it.
     model = keras.Model(backbone.inputs, backbone.output["sequence_output"], name=NAME)
@@ -233,6 +246,9 @@ def _saved(spec: str, pretrained: bool) -> Base:
         saved = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as err:  # noqa: BLE001 - a half-written or foreign file raises many kinds
         raise _unreadable(path, err) from err
+    tokenizer = None
+    if _is_end_to_end(saved):  # strings -> tokenizer -> classifier on ids
+        tokenizer, saved = saved.layers[1], saved.layers[2]
     head = saved.layers[-1]
     if not isinstance(head, keras.layers.Dense) or len(saved.inputs) != 1:
         raise CheckpointError(
@@ -246,8 +262,22 @@ def _saved(spec: str, pretrained: bool) -> Base:
     model = keras.Model(saved.inputs[0], features, name=NAME)
     if not pretrained:
         model = keras.models.clone_model(model, clone_function=_fresh)
+    if tokenizer is not None:
+        return Base(spec, model, "ids", tokenizer=tokenizer)
     reads = "strings" if saved.inputs[0].dtype == "string" else "images"
     return Base(spec, model, reads)
+
+
+def _is_end_to_end(model: keras.Model) -> bool:
+    """Whether `model` is a tokenizer then a classifier on its ids (`models.text.end_to_end`)."""
+    layers = model.layers
+    return (
+        len(layers) == 3
+        and len(model.inputs) == 1
+        and model.inputs[0].dtype == "string"
+        and isinstance(layers[2], keras.Model)
+        and layers[2].inputs[0].dtype != "string"
+    )
 
 
 def _fresh(layer: keras.layers.Layer) -> keras.layers.Layer:

@@ -1,12 +1,14 @@
-"""Text classifiers as plain functions that return an uncompiled `keras.Model`.
+"""Text classifiers as plain functions that return an uncompiled `keras.Model` on token ids.
 
-Every model takes raw strings: a `TextVectorization` layer, adapted on the training texts only, is
-its first layer, so an exported model needs no tokenizer from its caller. Only built-in Keras layers
-and ops are used, so a saved `model.keras` reloads with `safe_mode=True` and no custom objects.
+A model trains on integer token ids, which XLA compiles; the texts are tokenized in the tf.data
+pipeline (`dlrecipes.data.tokens`) by a `TextVectorization` layer adapted on the training texts
+only (`vectorizer`). `end_to_end` then puts that layer in front of the trained model: the model
+that is saved and exported takes raw strings, and reloads from `model.keras` with
+`safe_mode=True` and no custom objects (only built-in Keras layers and ops are used).
 
-Keras turns XLA off for a model that holds string preprocessing (`jit_compile=True` warns and goes
-on without it); the layers after the vectorizer are XLA-compatible. On a GPU the recurrent layers
-run the fused cuDNN kernel: see `CUDNN_ARGS` and `recurrent_classifier`'s mask.
+keras-io's "text classification from scratch" does the same. On a GPU the recurrent layers run
+the fused cuDNN kernel, which XLA cannot compile (Keras then trains without XLA): see
+`CUDNN_ARGS` and `recurrent_classifier`'s mask.
 """
 
 from __future__ import annotations
@@ -116,11 +118,10 @@ def _one_line(texts: tf.Tensor) -> tf.Tensor:
 
 def recurrent_classifier(
     num_classes: int,
-    adapt_data: tf.data.Dataset | None,
+    vectorizer: layers.TextVectorization,
+    adapt_data: tf.data.Dataset | None = None,
     *,
     cell: str = "lstm",
-    max_tokens: int = 20_000,
-    sequence_length: int = 64,
     embedding_dim: int = 64,
     units: Sequence[int] = (32,),
     spatial_dropout: float = 0.3,
@@ -131,15 +132,15 @@ def recurrent_classifier(
     word_vectors: WordVectors | None = None,
     train_embeddings: bool = True,
 ) -> keras.Model:
-    """Raw strings -> token ids -> embedding -> bidirectional LSTM / GRU layers -> softmax.
+    """Token ids -> embedding -> bidirectional LSTM / GRU layers -> softmax.
 
     Args:
         num_classes: number of classes of the softmax output.
-        adapt_data: unbatched training texts the vocabulary is learned from.
+        vectorizer: the adapted `TextVectorization` layer whose ids the model reads; its
+            vocabulary size sizes the embedding.
+        adapt_data: the unbatched training texts it was adapted on (pretrained word vectors
+            read them).
         cell: `lstm` or `gru`.
-        max_tokens: vocabulary size of the token sequence.
-        sequence_length: tokens per text; longer texts are cut, shorter ones right-padded and
-            masked.
         embedding_dim: size of the word vectors.
         units: units per direction of each recurrent layer, first to last.
         spatial_dropout: fraction of embedding channels dropped for whole texts in training.
@@ -151,17 +152,21 @@ def recurrent_classifier(
             they set the vector size in place of `embedding_dim`.
 
     Returns:
-        An uncompiled model from a batch of strings to class probabilities.
+        An uncompiled model from a batch of right-padded token ids `(batch, length)`, any
+        length, to class probabilities.
     """
     if cell not in CELLS:
         raise ValueError(f"cell={cell!r} is not one of {', '.join(CELLS)}.")
     if pooling not in ("max", "last"):
         raise ValueError(f"pooling={pooling!r} is not one of max, last.")
-    texts = keras.Input(shape=(), dtype="string", name="text")
-    vectorize = vectorizer(adapt_data, max_tokens=max_tokens, sequence_length=sequence_length)
-    tokens = vectorize(texts)
+    tokens = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     embed = embedding(
-        vectorize, adapt_data, max_tokens, embedding_dim, word_vectors, train_embeddings
+        vectorizer,
+        adapt_data,
+        _max_tokens(vectorizer),
+        embedding_dim,
+        word_vectors,
+        train_embeddings,
     )
     x = embed(tokens)
     if spatial_dropout:
@@ -184,15 +189,14 @@ def recurrent_classifier(
     if pooling == "max":
         # Max over the text's own steps (GlobalMaxPooling1D would also take the padding's zeros).
         x = ops.max(ops.where(ops.expand_dims(steps, -1), x, -1e9), axis=1)
-    return _head(texts, x, num_classes, dropout, regularizer(l1, l2), f"bi{cell}")
+    return _head(tokens, x, num_classes, dropout, regularizer(l1, l2), f"bi{cell}")
 
 
 def transformer_classifier(
     num_classes: int,
-    adapt_data: tf.data.Dataset | None,
+    vectorizer: layers.TextVectorization,
+    adapt_data: tf.data.Dataset | None = None,
     *,
-    max_tokens: int = 20_000,
-    sequence_length: int = 64,
     embedding_dim: int = 64,
     blocks: int = 1,
     heads: int = 2,
@@ -204,14 +208,15 @@ def transformer_classifier(
     word_vectors: WordVectors | None = None,
     train_embeddings: bool = True,
 ) -> keras.Model:
-    """Raw strings -> token + position embeddings -> Transformer encoder blocks -> softmax.
+    """Token ids -> token + position embeddings -> Transformer encoder blocks -> softmax.
 
     Positions are counted over the text only (padding gets position 0 and is masked), so
-    attention never looks at padding.
+    attention never looks at padding. The position table covers the vectorizer's
+    `output_sequence_length`, the most ids a text gets.
 
     Args:
-        num_classes, adapt_data, max_tokens, sequence_length, embedding_dim, spatial_dropout,
-            dropout, word_vectors, train_embeddings: as in `recurrent_classifier`.
+        num_classes, vectorizer, adapt_data, embedding_dim, spatial_dropout, dropout,
+            word_vectors, train_embeddings: as in `recurrent_classifier`.
         l1, l2: weight penalties on the attention, feed-forward and output layers' kernels.
         blocks: number of encoder blocks (self-attention + feed-forward, each residual and
             layer-normalized).
@@ -219,16 +224,23 @@ def transformer_classifier(
         ff_dim: hidden width of each block's feed-forward network.
 
     Returns:
-        An uncompiled model from a batch of strings to class probabilities.
+        An uncompiled model from a batch of right-padded token ids `(batch, length)`, at most
+        the vectorizer's sequence length, to class probabilities.
     """
+    sequence_length = vectorizer.get_config()["output_sequence_length"]
+    if sequence_length is None:
+        raise ValueError("transformer_classifier needs a vectorizer with a sequence_length.")
     reg = regularizer(l1, l2)
-    texts = keras.Input(shape=(), dtype="string", name="text")
-    vectorize = vectorizer(adapt_data, max_tokens=max_tokens, sequence_length=sequence_length)
-    tokens = vectorize(texts)
+    tokens = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     steps = ops.cast(_steps(tokens), "int32")
     positions = ops.cumsum(steps, axis=1) * steps  # 1, 2, ... on the text, 0 on padding
     words = embedding(
-        vectorize, adapt_data, max_tokens, embedding_dim, word_vectors, train_embeddings
+        vectorizer,
+        adapt_data,
+        _max_tokens(vectorizer),
+        embedding_dim,
+        word_vectors,
+        train_embeddings,
     )
     x = layers.Add(name="token_and_position")(
         [
@@ -253,7 +265,30 @@ def transformer_classifier(
         ff = layers.Dense(words.output_dim, kernel_regularizer=reg)(layers.Dropout(dropout / 2)(ff))
         x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, ff]))
     x = layers.GlobalAveragePooling1D(name="mean_over_time")(x)
-    return _head(texts, x, num_classes, dropout, reg, "transformer")
+    return _head(tokens, x, num_classes, dropout, reg, "transformer")
+
+
+def end_to_end(tokenizer: keras.layers.Layer, model: keras.Model) -> keras.Model:
+    """The model users get: raw strings -> `tokenizer` -> the model trained on its ids.
+
+    Args:
+        tokenizer: the layer that made the training ids (`vectorizer`, or
+            `dlrecipes.models.transfer.tokenizer`): strings to right-padded ids.
+        model: the trained classifier on token ids.
+
+    Returns:
+        A model from a batch of strings to what `model` outputs, named like it, holding
+        `tokenizer` and `model` as its layers. It gives the training-time predictions (its
+        tokenizer pads every text to the same length, which the masks make no difference to),
+        saves to one `.keras` file and reloads with `safe_mode=True` and no custom objects.
+    """
+    texts = keras.Input(shape=(), dtype="string", name="text")
+    return keras.Model(texts, model(tokenizer(texts)), name=model.name)
+
+
+def _max_tokens(vectorizer: layers.TextVectorization) -> int:
+    """The ids `vectorizer` gives: its `max_tokens`, or its vocabulary's size without one."""
+    return vectorizer.get_config()["max_tokens"] or vectorizer.vocabulary_size()
 
 
 def _steps(tokens: keras.KerasTensor) -> keras.KerasTensor:
@@ -264,7 +299,7 @@ def _steps(tokens: keras.KerasTensor) -> keras.KerasTensor:
 
 
 def _head(
-    texts: keras.KerasTensor,
+    inputs: keras.KerasTensor,
     features: keras.KerasTensor,
     num_classes: int,
     dropout: float,
@@ -281,4 +316,4 @@ def _head(
         dtype="float32",
         name="predictions",
     )(x)
-    return keras.Model(texts, outputs, name=name)
+    return keras.Model(inputs, outputs, name=name)

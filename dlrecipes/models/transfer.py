@@ -1,10 +1,12 @@
 """A new head on a pretrained base, and which of the base's layers train in each phase.
 
-`classifier` puts a dropout + softmax head on a base (`dlrecipes.models.bases`) and everything
-the base needs in front of it inside the model: the WordPiece tokenizer of a BERT, or, for images,
-the resize into the base's input, the channels it reads and its own pixel preprocessing. The
-model takes what the dataset holds (strings, or uint8 images of the dataset's size) and reloads
-from `model.keras` in safe mode with built-in Keras and keras-hub layers only.
+`classifier` puts a dropout + softmax head on a base (`dlrecipes.models.bases`) and, for images,
+everything the base needs in front of it inside the model: the resize into the base's input, the
+channels it reads and its own pixel preprocessing; an image model takes uint8 images of the
+dataset's size. A BERT classifier takes WordPiece ids, which XLA compiles: `tokenizer` makes them
+from strings, in the tf.data pipeline for training (`dlrecipes.data.tokens`) and in front of the
+trained model for saving (`dlrecipes.models.text.end_to_end`). Either reloads from `model.keras`
+in safe mode with built-in Keras and keras-hub layers only.
 
 `unfreeze` decides which layers train: the new head, and the top N *units* of the base (layers
 holding weights, batch norm aside; a transformer block counts as one), or all of them. Batch
@@ -15,7 +17,9 @@ statistics and never updates them. The base's dropout follows `fit`'s flag like 
 
 Example:
 
->>> model = transfer.classifier(bases.load("tiny-bert"), info, dropout=0.1)
+>>> base = bases.load("tiny-bert")
+>>> model = transfer.classifier(base, info, dropout=0.1)  # WordPiece ids -> probabilities
+>>> strings = text.end_to_end(transfer.tokenizer(base, 64), model)
 >>> transfer.unfreeze(model, 0)      # phase 1: only the head trains
 >>> transfer.unfreeze(model, "all")  # phase 2: the head and every unit of the base
 """
@@ -29,6 +33,7 @@ import keras_hub
 from keras import layers, ops
 
 from dlrecipes.data import Augment, DataInfo
+from dlrecipes.data.tokens import PAD_ID
 from dlrecipes.errors import ConfigError
 from dlrecipes.models.bases import CAFFE_MEAN, NAME, Base
 
@@ -38,31 +43,38 @@ def classifier(
     info: DataInfo,
     *,
     dropout: float = 0.1,
-    sequence_length: int = 64,
     margin: float = 0.0,
     augment: Augment | None = None,
     seed: int = 0,
 ) -> keras.Model:
-    """Raw inputs -> what the base needs -> base -> pooled features -> dropout -> softmax.
+    """Inputs -> what the base needs -> base -> pooled features -> dropout -> softmax.
 
     Args:
         base: the pretrained (or freshly initialised) base.
         info: the dataset's info: input shape and classes.
         dropout: dropout rate before the new softmax layer.
-        sequence_length: word pieces per text, `[CLS]` and `[SEP]` included (BERT bases).
         margin: for images, the border left around the image inside the base's input, as a
             fraction of its side (MNIST digits fill a 20x20 box centred in 28x28: 4/28).
         augment: random image augmentation, applied in training only, after the resize.
         seed: seed of the augmentation.
 
     Returns:
-        An uncompiled model from a batch of raw inputs to class probabilities.
+        An uncompiled model to class probabilities, from a batch of `tokenizer`'s right-padded
+        ids of any length (BERT bases, where the padding mask follows from the ids, and saved
+        text models on ids), of raw strings (an older saved text model that tokenizes inside),
+        or of uint8 images.
     """
     if base.reads == "tokens":
-        inputs = keras.Input(shape=(), dtype="string", name="text")
-        vectors, mask = _bert_inputs(base, inputs, sequence_length)
+        inputs = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        mask = ops.not_equal(inputs, PAD_ID)
+        vectors = base.model(
+            {"token_ids": inputs, "segment_ids": ops.zeros_like(inputs), "padding_mask": mask}
+        )
         weights = ops.expand_dims(ops.cast(mask, vectors.dtype), -1)
         features = ops.sum(vectors * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
+    elif base.reads == "ids":
+        inputs = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        features = base.model(inputs)
     elif base.reads == "strings":
         inputs = keras.Input(shape=(), dtype="string", name="text")
         features = base.model(inputs)
@@ -87,9 +99,29 @@ def classifier(
     return keras.Model(inputs, outputs, name="fine_tuned")
 
 
-def _bert_inputs(base: Base, texts, sequence_length: int):
-    """Strings -> WordPiece ids packed as `[CLS] ... [SEP]` -> the base's per-piece vectors."""
+def tokenizer(base: Base, sequence_length: int) -> keras.layers.Layer:
+    """Strings -> the ids a text base reads, right-padded with `dlrecipes.data.tokens.PAD_ID`.
+
+    For a BERT base, its WordPiece ids packed as `[CLS] ... [SEP]`; for a saved text model on
+    ids, the tokenizer saved with it (which keeps its own sequence length).
+
+    Args:
+        base: a base that reads `tokens` or `ids`.
+        sequence_length: word pieces per text, `[CLS]` and `[SEP]` included; longer texts are
+            cut, shorter ones padded with `[PAD]` (id 0).
+
+    Returns:
+        A layer from a batch of strings to `(batch, sequence_length)` integer ids, for
+        `dlrecipes.data.tokens.batches` and `dlrecipes.models.text.end_to_end`.
+    """
+    if base.reads == "ids":
+        return base.tokenizer
+    if base.reads != "tokens":
+        raise ValueError(f"A base that reads {base.reads} has no tokenizer.")
     vocabulary = list(base.vocabulary)
+    if vocabulary.index("[PAD]") != PAD_ID:
+        raise ValueError(f"[PAD] must have id {PAD_ID}; it has {vocabulary.index('[PAD]')}.")
+    texts = keras.Input(shape=(), dtype="string", name="text")
     tokenize = keras_hub.tokenizers.WordPieceTokenizer(
         vocabulary=vocabulary, lowercase=True, strip_accents=True, name="wordpiece"
     )
@@ -97,17 +129,14 @@ def _bert_inputs(base: Base, texts, sequence_length: int):
         sequence_length=sequence_length,
         start_value=vocabulary.index("[CLS]"),
         end_value=vocabulary.index("[SEP]"),
-        pad_value=vocabulary.index("[PAD]"),
-        return_padding_mask=True,
+        pad_value=PAD_ID,
         name="pack",
     )
+    # String ops: Keras then compiles a model holding them without XLA (keras-hub's layers do
+    # not say so themselves, and the flag is not saved: a reloaded one needs jit_compile=False).
     for layer in (tokenize, pack):
-        layer.supports_jit = False  # string ops: Keras then compiles the model without XLA
-    token_ids, mask = pack(tokenize(texts))
-    vectors = base.model(
-        {"token_ids": token_ids, "segment_ids": ops.zeros_like(token_ids), "padding_mask": mask}
-    )
-    return vectors, mask
+        layer.supports_jit = False
+    return keras.Model(texts, pack(tokenize(texts)), name="tokenizer")
 
 
 def _fit_images(images, base: Base, margin: float):
@@ -138,13 +167,24 @@ def leaves(model: keras.Model) -> list[keras.layers.Layer]:
     return out
 
 
+def base_of(model: keras.Model) -> keras.Model:
+    """The base inside a `classifier`, or inside the classifier that `text.end_to_end` wraps."""
+    names = {layer.name: layer for layer in model.layers}
+    if NAME in names:
+        return names[NAME]
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if nested:  # the trained model comes last, after the tokenizer
+        return base_of(nested[-1])
+    raise ValueError(f"{model.name} holds no base (a layer named {NAME!r}).")
+
+
 def units(model: keras.Model) -> list[keras.layers.Layer]:
     """The units of the base inside `model`, bottom to top: layers that hold trainable weights,
     batch norm aside; a composite layer (a transformer block) counts as one.
 
     Sets every layer of the base trainable to find them; `unfreeze` sets the flags afterwards.
     """
-    base = model.get_layer(NAME)
+    base = base_of(model)
     _set_trainable(base)
     return [
         layer
@@ -211,6 +251,6 @@ def unfreeze(model: keras.Model, top: str | int, *, batch_norm: bool = False) ->
     for layer in found[: len(found) - _count(top, len(found))]:
         layer.trainable = False
     if not batch_norm:
-        for layer in leaves(model.get_layer(NAME)):
+        for layer in leaves(base_of(model)):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False

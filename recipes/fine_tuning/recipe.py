@@ -33,7 +33,7 @@ from typing import ClassVar
 import dlrecipes
 from dlrecipes import data, evaluation, few_label_study, optimizers, tuning
 from dlrecipes.errors import ConfigError
-from dlrecipes.models import bases, transfer
+from dlrecipes.models import bases, text, transfer
 
 import keras
 import tensorflow as tf
@@ -183,7 +183,6 @@ def build_model(config: Config, info: data.DataInfo) -> keras.Model:
         base,
         info,
         dropout=config.dropout,
-        sequence_length=config.sequence_length,
         margin=config.margin,
         augment=data.Augment(
             rotation=config.rotation,
@@ -195,6 +194,8 @@ def build_model(config: Config, info: data.DataInfo) -> keras.Model:
         seed=config.seed,
     )
     transfer.depth(config.unfreeze, model)  # an --unfreeze deeper than the base fails now
+    if base.reads in ("tokens", "ids"):  # the classifier reads token ids: the tokenizer in front
+        model = text.end_to_end(transfer.tokenizer(base, config.sequence_length), model)
     return model
 
 

@@ -145,9 +145,10 @@ def build_model(config: Config, info: data.DataInfo) -> keras.Model:
             "build_model needs the training texts to learn a vocabulary (info.adapt); "
             "get the info from load_data(config)."
         )
+    vectorize = text.vectorizer(
+        info.adapt, max_tokens=config.max_tokens, sequence_length=config.sequence_length
+    )
     shared = {
-        "max_tokens": config.max_tokens,
-        "sequence_length": config.sequence_length,
         "embedding_dim": config.embedding_dim,
         "spatial_dropout": config.spatial_dropout,
         "dropout": config.dropout,
@@ -159,22 +160,27 @@ def build_model(config: Config, info: data.DataInfo) -> keras.Model:
         "train_embeddings": config.train_embeddings,
     }
     if config.arch == "transformer":
-        return text.transformer_classifier(
+        model = text.transformer_classifier(
             info.num_classes,
+            vectorize,
             info.adapt,
             blocks=config.blocks,
             heads=config.heads,
             ff_dim=config.ff_dim,
             **shared,
         )
-    return text.recurrent_classifier(
-        info.num_classes,
-        info.adapt,
-        cell="gru" if config.arch == "bigru" else "lstm",
-        units=config.units,
-        pooling=config.pooling,
-        **shared,
-    )
+    else:
+        model = text.recurrent_classifier(
+            info.num_classes,
+            vectorize,
+            info.adapt,
+            cell="gru" if config.arch == "bigru" else "lstm",
+            units=config.units,
+            pooling=config.pooling,
+            **shared,
+        )
+    # The classifier reads token ids; in front of it, the vectorizer: raw strings in.
+    return text.end_to_end(vectorize, model)
 
 
 # ---------------------------------------------------------------------------------------------

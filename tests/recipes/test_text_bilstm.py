@@ -139,8 +139,9 @@ def test_the_default_model_starts_from_in_context_minilm_vectors():
     )
     model = module.build_model(config, info)
     vocabulary = model.get_layer("vectorizer").get_vocabulary()
-    rows = model.get_layer("embedding").get_weights()[0][: len(vocabulary)]
+    embedding = model.layers[-1].get_layer("embedding")  # in the classifier on token ids
+    rows = embedding.get_weights()[0][: len(vocabulary)]
     in_context = word_vectors.context_matrix(vocabulary, [t.split() for t in texts])
     np.testing.assert_allclose(rows, in_context, atol=1e-6)
     assert not np.allclose(rows[2:], word_vectors.input_matrix(vocabulary)[2:], atol=1e-2)
-    assert not model.get_layer("embedding").trainable
+    assert not embedding.trainable
