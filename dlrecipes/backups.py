@@ -1,4 +1,4 @@
-"""`RunBackup`: the backup a killed fit resumes from, and the best model so far in `model.keras`.
+"""`RunBackup`: the backup a killed fit resumes from, and the best model so far.
 
 Every fit of a run backs up into a folder of its own, `run_dir/backup/<fit>/`, so a recipe made
 of several fits (fine-tuning's phases, pruning's variants) resumes inside the fit it was in and
@@ -10,8 +10,9 @@ into place, so a backup is whole or absent; the newest whole one is the one rest
 `state.weights.h5` holds the weights and the optimizer's state (its weight average included),
 `state.json` the epochs done, the steps done into the next epoch and whether the fit finished.
 When the monitored metric improved, the epoch's best model is written into the backup folder
-too and moved to `run_dir/model.keras` once the backup is in place; a fit killed between the two
-moves it when it resumes. So `model.keras` always holds the best epoch the backups know of, and
+too and moved to `run_dir/backup/best.keras` (shared by the run's fits) once the backup is in
+place; a fit killed between the two moves it when it resumes. So `best.keras` always holds the
+best epoch the backups know of, and
 `history.csv` (written before the backup by `callbacks.HistoryCSV`) never lists an epoch that
 a resumed fit runs again.
 """
@@ -67,6 +68,11 @@ def signals_held() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+def best_path(run_dir: Path) -> Path:
+    """Where the best model of a run's fits so far is kept: `run_dir/backup/best.keras`."""
+    return Path(run_dir) / "backup" / BEST
+
+
 def _name(epoch: int, steps: int) -> str:
     return f"epoch-{epoch:04d}-step-{steps:06d}"
 
@@ -97,7 +103,7 @@ def settle(run_dir: Path, fit_dir: Path) -> dict | None:
     """Tidies what a fit killed while backing up left in `fit_dir` and returns the state of its
     newest whole backup (None if there is none).
 
-    A best model still inside that backup is moved to `run_dir/model.keras`; older backups and
+    A best model still inside that backup is moved to `best_path(run_dir)`; older backups and
     half-written ones are deleted.
     """
     newest = latest(fit_dir) if fit_dir.exists() else None
@@ -108,7 +114,7 @@ def settle(run_dir: Path, fit_dir: Path) -> dict | None:
     if newest is None:
         return None
     if (newest / BEST).exists():
-        os.replace(newest / BEST, run_dir / "model.keras")
+        os.replace(newest / BEST, best_path(run_dir))
     return read_state(newest)
 
 
@@ -127,7 +133,7 @@ def skipping_stream(ds: tf.data.Dataset, skip: tf.Variable) -> tf.data.Dataset:
 
 class RunBackup(keras.callbacks.Callback):
     """Backs one fit up after every epoch (and every `steps` steps), restores it when the fit
-    starts again, and keeps the best model by `monitor` in `run_dir/model.keras`.
+    starts again, and keeps the best model by `monitor` in `best_path(run_dir)`.
 
     A restored fit starts at the epoch after its backup; one whose backup says it finished
     (all its epochs, or stopped early) trains no further. With `steps`, a backup is also written
@@ -144,7 +150,7 @@ class RunBackup(keras.callbacks.Callback):
     Args:
         run_dir: the run directory.
         fit: the fit's name; its backups go to `run_dir/backup/<fit>/`.
-        monitor: the metric whose best value picks `model.keras`; higher is better. None keeps
+        monitor: the metric whose best value picks the best model; higher is better. None keeps
             no best model: the caller saves the model it wants once the fit is done.
         ema: the optimizer keeps a weight average (`use_ema=True`) to validate and save.
         steps: also back up every `steps` training steps (0: after every epoch only).
@@ -209,7 +215,7 @@ class RunBackup(keras.callbacks.Callback):
                 for r in read_history(self.run_dir / "history.csv")
                 if r.get(self.monitor) and int(r["epoch"]) < epoch
             ]
-            have_model = (self.run_dir / "model.keras").exists()
+            have_model = best_path(self.run_dir).exists()
             self._best = max(scores) if scores and have_model else -math.inf
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
@@ -251,7 +257,7 @@ class RunBackup(keras.callbacks.Callback):
             shutil.rmtree(target, ignore_errors=True)
             os.replace(tmp, target)
             if best:
-                os.replace(target / BEST, self.run_dir / "model.keras")
+                os.replace(target / BEST, best_path(self.run_dir))
             for old in self.fit_dir.glob("epoch-*-step-*"):
                 if old != target:
                     shutil.rmtree(old, ignore_errors=True)

@@ -5,7 +5,7 @@ one text per line. The model takes them raw (uint8 pixels, strings), as it was e
 
 Example:
 
->>> model = training.load_model("runs/text_bilstm/<id>/model.keras")
+>>> model = dlrecipes.load_model("runs/text_bilstm/<id>/model.keras")
 >>> results = predicting.predict(model, ["A moving film.", "reviews.txt"], ["fresh", "rotten"])
 >>> print(predicting.as_lines(results))
 fresh   0.9312  A moving film.

@@ -290,7 +290,7 @@ class Run:
         the message says where."""
         if self.resume or self._dir is None:
             return
-        kept = [*self._dir.glob("**/backup/*/epoch-*"), *self._dir.glob("*/model.keras")]
+        kept = [*self._dir.glob("**/backup/*/epoch-*"), *self._dir.glob("*/metrics.json")]
         if not kept:  # no epoch backed up, and no finished part (pruning's variants)
             shutil.rmtree(self._dir, ignore_errors=True)
         elif (self._dir / "history.csv").exists():
@@ -306,14 +306,14 @@ class Run:
         The weight average swapped in for validation (`config.ema`), early stopping and
         TensorBoard logs; then `history.csv` (with each epoch's seconds), the epoch's progress
         and one line for it, the backup and best
-        `model.keras` (`backups.RunBackup`, in `backup/<fit>/`); last the NaN guard, which
+        model (`backups.RunBackup`, in `backup/<fit>/` and `backup/best.keras`); last the NaN guard, which
         raises `TrainingDiverged` from `fit` once the others are done.
 
         Args:
             fit: the fit's name, for a run of several fits (phases, variants): each has its own
                 backup, and a resumed run skips those that finished.
             epochs: the run's total epochs, shown in the epoch lines (default: this fit's).
-            keep_best: keep the best epoch by validation accuracy in `model.keras`; False keeps
+            keep_best: keep the best epoch by validation accuracy (`best_model`); False keeps
                 none (save the model you want with `save` once the fit is done).
         """
         config = self.config
@@ -362,9 +362,9 @@ class Run:
         return backups.finished(self.dir, fit)
 
     def restore_best(self, model: keras.Model) -> None:
-        """Gives `model` the weights of the best model so far (`model.keras`), if there is one:
-        where a later phase of training starts."""
-        path = self.dir / "model.keras"
+        """Gives `model` the weights of the best model so far, if there is one: where a later
+        phase of training starts."""
+        path = backups.best_path(self.dir)
         if path.exists():
             model.set_weights(load_model(path, compile=False).get_weights())
 
@@ -373,7 +373,8 @@ class Run:
     def part(self, name: str) -> Run:
         """The run of one of several models inside this one (pruning's variants), in
         `run_dir/<name>/`: its own `config.json` (so `evaluate --model` finds its data),
-        `history.csv`, backups and `model.keras`. Claimed with this run; kept when it resumes."""
+        `history.csv`, backups and `model.keras`, finished with its own `finish`. Claimed with
+        this run; a resumed run keeps the parts that finished (`saved_model`)."""
         part = copy.copy(self)
         part._dir = self.dir / name
         part._dir.mkdir(exist_ok=True)
@@ -383,34 +384,22 @@ class Run:
         return part
 
     def saved_model(self) -> keras.Model | None:
-        """The model `save` wrote, when a resumed run finished this part before (else None)."""
-        path = self.dir / "model.keras"
-        return load_model(path) if path.exists() else None
-
-    def save(self, model: keras.Model) -> keras.Model:
-        """Saves `model` as this run's `model.keras`, whole or not at all, then deletes the
-        backups that trained it: this part is finished. Returns `model`."""
-        save_atomic(model, self.dir / "model.keras")
-        shutil.rmtree(self.dir / "backup", ignore_errors=True)
-        return model
-
-    def adopt(self, name: str) -> keras.Model:
-        """Makes the model of the part `name` this run's `model.keras` (and its history this
-        run's), and returns it."""
-        source = self.dir / name
-        if (source / "history.csv").exists():
-            shutil.copy(source / "history.csv", self.dir / "history.csv")
-        save_atomic(load_model(source / "model.keras", compile=False), self.dir / "model.keras")
-        return self.best_model()
+        """The model of a finished run (one a resumed run finished before), else None."""
+        if not (self.dir / "metrics.json").exists():
+            return None
+        return load_model(self.dir / "model.keras")
 
     # --- after training ----------------------------------------------------------------
 
     def best_model(self) -> keras.Model:
-        """The best model of the run (`model.keras`), saved again without the optimizer's state
-        and the compile settings: a plain model that loads anywhere in safe mode."""
-        path = self.dir / "model.keras"
-        model = load_model(path, compile=False)
-        save_atomic(model, path)
+        """The best epoch of the run's fits by validation accuracy (with a weight average, the
+        average), as a plain model: no optimizer state, no compile settings."""
+        return load_model(backups.best_path(self.dir), compile=False)
+
+    def save(self, model: keras.Model) -> keras.Model:
+        """Saves `model` as the run's `model.keras`, whole or not at all; returns it. Save what
+        users load: a model taking raw inputs (uint8 images, strings)."""
+        save_atomic(model, self.dir / "model.keras")
         return model
 
     def evaluate(

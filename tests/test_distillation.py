@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dlrecipes import data, distillation, training
+from dlrecipes import data, distillation, optimizers
 from dlrecipes.config import RecipeConfig
 from dlrecipes.distillation import transfer
 from dlrecipes.errors import CheckpointError
@@ -273,8 +273,13 @@ def test_a_student_on_token_ids_learns_the_soft_targets_with_xla(tmp_path, cache
     student = text.recurrent_classifier(2, vectorize, embedding_dim=8, units=(4,))
     config = RecipeConfig(jit=True, optimizer="adam", learning_rate=1e-2, schedule="constant")
     steps = int(d.train.cardinality())
-    assert steps == training.count_batches(d.train) > 6  # the copies are in it
-    training.compile_model(student, config, steps, **d.compile_args())
+    assert steps == data.count_batches(d.train) > 6  # the copies are in it
+    student.compile(
+        optimizer=optimizers.optimizer(config, steps),
+        loss=d.loss,
+        metrics=[d.metric],
+        jit_compile=True,
+    )
     assert student.jit_compile is True
     history = student.fit(d.train, validation_data=d.validation, epochs=2, verbose=0, shuffle=False)
     assert student.jit_compile is True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 
@@ -21,6 +22,9 @@ class DataInfo:
         num_examples: examples per split, where known.
         adapt: the unbatched training-split inputs, for layers that learn their state from data
             before training (a text vocabulary); None when the model needs none.
+        tokenizer: for splits of token ids, the layer that made them from raw strings (a
+            `TextVectorization` or a BERT tokenizer), which the saved model puts in front of
+            the model trained on the ids; None for raw inputs.
     """
 
     name: str
@@ -28,6 +32,7 @@ class DataInfo:
     input_shape: tuple[int | None, ...]
     num_examples: dict[str, int] = dataclasses.field(default_factory=dict)
     adapt: tf.data.Dataset | None = None
+    tokenizer: Any = None
 
     @property
     def num_classes(self) -> int:

@@ -272,7 +272,7 @@ def train(
     with run.claim():  # Ctrl-C from here on prints the command that resumes the run
         with run.strategy.scope():  # the optimizer that compile makes, as the model was
             fit(model, config, splits, run)
-        model = run.best_model()  # the best epoch of both phases, by validation accuracy
+        model = run.save(run.best_model())  # model.keras: the best epoch of both phases
         metrics = run.evaluate(model, splits)
         run.report(metrics, splits.info.class_names)  # curves.png, confusion.png, report.md
         if export:

@@ -26,6 +26,7 @@ source model with its own recipe.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import ClassVar
 
@@ -275,16 +276,19 @@ def train(
     with run.claim():  # Ctrl-C from here on prints the command that resumes the run
         models = {}
         for variant in progress.bar(plan, desc="pruning variants", unit="model"):
-            part = run.part(variant.name)  # runs/pruning/<id>/<variant>/
-            models[variant.name] = part.saved_model() or part.save(
-                make(variant, config, splits, part)
-            )
+            part = run.part(variant.name)  # runs/pruning/<id>/<variant>/, a run of its own
+            model = part.saved_model()  # finished before the run was stopped
+            if model is None:
+                model = part.save(make(variant, config, splits, part))
+                part.finish({"kind": variant.kind, "amount": variant.amount})
+            models[variant.name] = model
         kinds = {v.name: (v.kind, v.amount) for v in plan}
         rows = compare.side_by_side(
             models, kinds, splits, run.dir, config.timing_seconds, tflite=config.inputs == "image"
         )
         best = variants.pick_best(rows, config.tolerance)
-        model = run.adopt(best["model"])  # the best pruned model becomes the run's model.keras
+        model = run.save(models[best["model"]])  # the best pruned model is the run's model
+        shutil.copy(run.dir / best["model"] / "history.csv", run.dir / "history.csv")
         metrics = run.evaluate(model, splits)
         metrics |= {"best": best["model"], "models": rows}
         if export:
