@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import dlrecipes
-from dlrecipes import data, evaluation, few_label_study, optimizers, tuning
+from dlrecipes import data, evaluation, few_label_study, optimizers, runtime, tuning
 from dlrecipes.errors import ConfigError
 from dlrecipes.models import bases, text, transfer
 
@@ -163,6 +163,34 @@ def load_data(config: Config) -> data.Splits:
     )
 
 
+def training_data(config: Config, splits: data.Splits | None = None, *, jit: bool = False):
+    """What the model trains on (`splits`: `load_data`'s, loaded when None). Images as they are.
+    Texts as the ids the base reads, made in the tf.data pipeline by its tokenizer (MiniLM's
+    WordPiece, `[CLS] ... [SEP]`; each text once, cached), batches grouped by length and padded
+    to their longest text, under XLA to their group's bound (a few fixed shapes); the test split
+    keeps its order. `info.tokenizer` is the tokenizer, which the saved model puts in front."""
+    splits = splits or load_data(config)
+    if bases.kind(config.base) != "text" or splits.info.input_shape != ():
+        return splits
+    base = bases.load(config.base, pretrained=False)  # its vocabulary; no weights read
+    if base.reads not in ("tokens", "ids"):  # a text model of this project's older runs
+        return splits
+    tokenize = transfer.tokenizer(base, config.sequence_length)
+    groups = data.tokens.bucket_boundaries(config.sequence_length)
+    ids = splits.map(
+        lambda ds, split: data.tokens.batches(
+            ds.unbatch(),
+            tokenize,
+            config.batch_size,
+            training=split == "train",
+            seed=config.seed,
+            boundaries=None if split == "test" else groups,
+            pad_to_boundary=jit,
+        )
+    )
+    return dataclasses.replace(ids, info=dataclasses.replace(splits.info, tokenizer=tokenize))
+
+
 # ---------------------------------------------------------------------------------------------
 # Model: the base, what it needs in front (tokenizer, or resize and preprocessing), a new head.
 # ---------------------------------------------------------------------------------------------
@@ -194,9 +222,7 @@ def build_model(config: Config, info: data.DataInfo) -> keras.Model:
         seed=config.seed,
     )
     transfer.depth(config.unfreeze, model)  # an --unfreeze deeper than the base fails now
-    if base.reads in ("tokens", "ids"):  # the classifier reads token ids: the tokenizer in front
-        model = text.end_to_end(transfer.tokenizer(base, config.sequence_length), model)
-    return model
+    return model  # a text base reads token ids: `train` saves it behind its tokenizer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,14 +291,18 @@ def train(
     # The run directory is claimed only once data and model are ready, so a refusal leaves nothing.
     run = dlrecipes.Run(NAME, config, run_dir, resume=resume)
     with run.chief_first():  # several hosts: the chief prepares the dataset, then the others
-        splits = load_data(config)
-    data.check_training(splits)  # a test-only set (idx:) is refused before the run is claimed
+        splits = load_data(config)  # raw: strings or uint8 images
+        data.check_training(splits)  # a test-only set (idx:) is refused before the run is claimed
+        inputs = training_data(config, splits, jit=run.jit)  # texts: token ids
     with run.strategy.scope():
-        model = build_model(config, splits.info)
+        model = build_model(config, inputs.info)
     with run.claim():  # Ctrl-C from here on prints the command that resumes the run
         with run.strategy.scope():  # the optimizer that compile makes, as the model was
-            fit(model, config, splits, run)
-        model = run.save(run.best_model())  # model.keras: the best epoch of both phases
+            fit(model, config, inputs, run)
+        model = run.best_model()  # the best epoch of both phases, by validation accuracy
+        if inputs.info.tokenizer is not None:  # raw strings in: the tokenizer in front
+            model = text.end_to_end(inputs.info.tokenizer, model)
+        run.save(model)  # model.keras
         metrics = run.evaluate(model, splits)
         run.report(metrics, splits.info.class_names)  # curves.png, confusion.png, report.md
         if export:
@@ -302,7 +332,7 @@ def tune(config: Config, options: tuning.SearchOptions) -> tuning.SearchResult:
         NAME,
         config,
         options,
-        load_data=load_data,
+        load_data=lambda config: training_data(config, jit=runtime.use_jit(config.jit)),
         build_model=build_model,
         fit=fit,
         space={

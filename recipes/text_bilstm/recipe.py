@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import dlrecipes  # before keras: keeps TensorFlow's start-up log lines off the screen
-from dlrecipes import data, distillation, evaluation, optimizers, tuning
+from dlrecipes import data, distillation, evaluation, optimizers, runtime, tuning
 from dlrecipes.data.word_vectors import SOURCES as VECTOR_SOURCES
 from dlrecipes.data.word_vectors import embedding_matrix
 from dlrecipes.models import text
@@ -121,10 +121,11 @@ class Config(dlrecipes.RecipeConfig):
 
 
 def load_data(config: Config) -> data.Splits:
+    """Raw strings and integer labels, in batches: what the saved model reads (`evaluate`,
+    `predict`, the report). `info.adapt` holds the training texts, for the vocabulary."""
     splits = data.load_text(
         config.dataset, data_dir=config.data_dir, seed=config.seed, fold=config.fold
     )
-    # The model adapts its vocabulary to these texts; validation and test texts stay unseen.
     info = dataclasses.replace(splits.info, adapt=splits.train.map(lambda txt, label: txt))
     splits = dataclasses.replace(splits, info=info)
     return splits.map(
@@ -134,20 +135,48 @@ def load_data(config: Config) -> data.Splits:
     )
 
 
+def token_ids(config: Config, splits: data.Splits, *, jit: bool = False) -> data.Splits:
+    """The splits as token ids, for training: words to ids by a vocabulary learned from the
+    training texts only, in the tf.data pipeline (each text once, cached), batches grouped by
+    length and padded to their longest text, under XLA to their group's bound (a few fixed
+    shapes, each compiled once). The test split keeps its order. `info.tokenizer` is the
+    vectorizer, which the saved model puts in front of the model trained on the ids."""
+    vectorize = text.vectorizer(
+        splits.info.adapt, max_tokens=config.max_tokens, sequence_length=config.sequence_length
+    )
+    groups = data.tokens.bucket_boundaries(config.sequence_length)
+    ids = splits.map(
+        lambda ds, split: data.tokens.batches(
+            ds.unbatch(),
+            vectorize,
+            config.batch_size,
+            training=split == "train",
+            seed=config.seed,
+            boundaries=None if split == "test" else groups,
+            pad_to_boundary=jit,
+        )
+    )
+    return dataclasses.replace(ids, info=dataclasses.replace(splits.info, tokenizer=vectorize))
+
+
+def training_data(config: Config) -> data.Splits:
+    """`token_ids` of `load_data`: what a tuning trial trains on."""
+    return token_ids(config, load_data(config), jit=runtime.use_jit(config.jit))
+
+
 # ---------------------------------------------------------------------------------------------
-# Model: TextVectorization is the first layer, so the exported model takes raw strings.
+# Model: a classifier on token ids, which XLA compiles; `train` saves it behind the vectorizer,
+# so the saved and exported model takes raw strings.
 # ---------------------------------------------------------------------------------------------
 
 
 def build_model(config: Config, info: data.DataInfo) -> keras.Model:
-    if info.adapt is None:
+    if info.tokenizer is None:
         raise ValueError(
-            "build_model needs the training texts to learn a vocabulary (info.adapt); "
-            "get the info from load_data(config)."
+            "build_model needs the vectorizer the ids were made with (info.tokenizer): get the "
+            "info from token_ids(config, load_data(config))."
         )
-    vectorize = text.vectorizer(
-        info.adapt, max_tokens=config.max_tokens, sequence_length=config.sequence_length
-    )
+    vectorize = info.tokenizer
     shared = {
         "embedding_dim": config.embedding_dim,
         "spatial_dropout": config.spatial_dropout,
@@ -179,8 +208,7 @@ def build_model(config: Config, info: data.DataInfo) -> keras.Model:
             pooling=config.pooling,
             **shared,
         )
-    # The classifier reads token ids; in front of it, the vectorizer: raw strings in.
-    return text.end_to_end(vectorize, model)
+    return model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +220,11 @@ def build_model(config: Config, info: data.DataInfo) -> keras.Model:
 AUGMENT = distillation.transfer.Augmenter(mask=0.1, swap=0.1, ngram=0.25, max_ngram=5)
 
 
-def transfer_set(config: Config, splits: data.Splits) -> distillation.Distillation:
+def transfer_set(
+    config: Config, splits: data.Splits, ids: data.Splits, *, jit: bool
+) -> distillation.Distillation:
+    """The teacher's soft targets over the training texts and augmented copies of them, as
+    token ids grouped by length like `token_ids`' (`splits`: raw, `ids`: their token ids)."""
     return distillation.distill(
         config.teacher,
         splits,
@@ -203,6 +235,9 @@ def transfer_set(config: Config, splits: data.Splits) -> distillation.Distillati
         seed=config.seed,
         swap=config.swap,
         augmenter=AUGMENT,
+        tokenizer=ids.info.tokenizer,
+        boundaries=data.tokens.bucket_boundaries(config.sequence_length),
+        pad_to_boundary=jit,
     )
 
 
@@ -277,13 +312,15 @@ def train(
     with run.chief_first():  # several hosts: the chief prepares the data (and the teacher's
         splits = load_data(config)  # predictions, cached), then the others
         data.check_training(splits)  # a test-only set is refused before the run is claimed
-        teacher = transfer_set(config, splits) if config.teacher else None
+        ids = token_ids(config, splits, jit=run.jit)
+        teacher = transfer_set(config, splits, ids, jit=run.jit) if config.teacher else None
     with run.strategy.scope():
-        model = build_model(config, splits.info)
+        model = build_model(config, ids.info)
     with run.claim():  # Ctrl-C from here on prints the command that resumes the run
         with run.strategy.scope():  # the optimizer that compile makes, as the model was
-            fit(model, config, splits, run, teacher)
-        model = run.best_model()  # the best epoch by validation accuracy, a plain Keras model
+            fit(model, config, ids, run, teacher)
+        # The best epoch by validation accuracy behind the vectorizer: raw strings in.
+        model = run.save(text.end_to_end(ids.info.tokenizer, run.best_model()))
         y_true, y_prob = evaluation.predict(model, splits.test)
         metrics = run.evaluate(model, splits, y_prob)
         extra = mistakes_report(splits, y_true, y_prob)
@@ -315,7 +352,7 @@ def tune(config: Config, options: tuning.SearchOptions) -> tuning.SearchResult:
         NAME,
         config,
         options,
-        load_data=load_data,
+        load_data=training_data,
         build_model=build_model,
         fit=fit,
         space={
