@@ -234,7 +234,11 @@ def minilm() -> None:
         f"{start_load}, at end {load()} (2 cores; other work slows every arm alike)."
     )
     path = write_result(
-        "text_padding", "MiniLM fine-tuning step: padding, XLA, precision", table, notes
+        "text_padding",
+        "MiniLM fine-tuning step: padding, XLA, precision",
+        table,
+        notes,
+        data=["rt_snippets"],
     )
     print(path.read_text())
 
@@ -243,11 +247,10 @@ def bilstm() -> None:
     runtime.seed_everything(0)
     module = load_recipe("text_bilstm")
     config = module.Config()  # the recipe's defaults: 48 words, batch 64, MiniLM word vectors
-    splits = module.load_data(config)
+    ids = module.token_ids(config, module.load_data(config))
     train = data.load_text(config.dataset, seed=config.seed).train
-    # The recipe's model, strings in: its vectorizer, and the classifier on ids behind it.
-    strings_in = module.build_model(config, splits.info)
-    tokenizer = strings_in.get_layer("vectorizer")
+    # The recipe's model on ids, and its vectorizer: "today" puts the two together, strings in.
+    on_ids, tokenizer = module.build_model(config, ids.info), ids.info.tokenizer
     samples, epochs = pipelines(
         train, tokenizer, config.sequence_length, config.batch_size, SAMPLE["bilstm"]
     )
@@ -258,8 +261,8 @@ def bilstm() -> None:
             arms.append(Arm(f"{shown}, XLA {'on' if xla else 'off'}", padding, xla))
 
     def build(arm: Arm) -> keras.Model:
-        model = keras.models.clone_model(strings_in.layers[-1])
-        model.set_weights(strings_in.layers[-1].get_weights())
+        model = keras.models.clone_model(on_ids)
+        model.set_weights(on_ids.get_weights())
         return text.end_to_end(tokenizer, model) if arm.padding == "today" else model
 
     prepare(arms, samples, epochs, build, config)
@@ -273,7 +276,11 @@ def bilstm() -> None:
         f"start {start_load}, at end {load()} (2 cores)."
     )
     path = write_result(
-        "text_padding_bilstm", "Text recipe BiLSTM step: padding, XLA", rows(arms, "words"), notes
+        "text_padding_bilstm",
+        "Text recipe BiLSTM step: padding, XLA",
+        rows(arms, "words"),
+        notes,
+        data=["rt_snippets"],
     )
     print(path.read_text())
 

@@ -305,9 +305,9 @@ class Run:
 
         The weight average swapped in for validation (`config.ema`), early stopping and
         TensorBoard logs; then `history.csv` (with each epoch's seconds), the epoch's progress
-        and one line for it, the backup and best
-        model (`backups.RunBackup`, in `backup/<fit>/` and `backup/best.keras`); last the NaN guard, which
-        raises `TrainingDiverged` from `fit` once the others are done.
+        and one line for it, the backup and best model (`backups.RunBackup`, in `backup/<fit>/`
+        and `backup/best.keras`); last the NaN guard, which raises `TrainingDiverged` from `fit`
+        once the others are done.
 
         Args:
             fit: the fit's name, for a run of several fits (phases, variants): each has its own

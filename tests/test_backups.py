@@ -112,10 +112,10 @@ def test_a_killed_fit_resumes_with_the_weights_optimizer_and_epoch_of_its_backup
     assert seen.epochs == [2, 3] and seen.step == 32
     assert _history(tmp_path) == [0, 1, 2, 3]  # the killed epoch's row was never written
     assert backups.finished(tmp_path, "train")
-    # model.keras holds the best epoch by validation accuracy.
+    # backup/best.keras holds the best epoch by validation accuracy.
     with (tmp_path / "history.csv").open() as f:
         best = max(float(r["val_accuracy"]) for r in csv.DictReader(f))
-    model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    model = keras.saving.load_model(backups.best_path(tmp_path), safe_mode=True)
     assert model.evaluate(digits[1], verbose=0, return_dict=True)["accuracy"] == pytest.approx(
         best, abs=1e-6
     )
@@ -174,7 +174,7 @@ def test_a_backup_killed_while_being_written_is_ignored_and_the_best_model_settl
     with pytest.raises(Killed):
         _fit(_model(), digits, tmp_path, [KillAt(step=16 + 2)], epochs=3)  # epoch 1 backed up
     fit_dir = tmp_path / "backup" / "train"
-    model_before = (tmp_path / "model.keras").read_bytes()
+    model_before = backups.best_path(tmp_path).read_bytes()
     # Killed half way through the next backup: a partial folder, which is never read.
     save_weights = keras.Model.save_weights
 
@@ -189,14 +189,14 @@ def test_a_backup_killed_while_being_written_is_ignored_and_the_best_model_settl
     assert [p.name for p in fit_dir.iterdir() if p.name.startswith(".partial")]
     assert backups.settle(tmp_path, fit_dir)["epoch"] == 1
     assert [p.name for p in fit_dir.iterdir()] == ["epoch-0001-step-000000"]
-    assert (tmp_path / "model.keras").read_bytes() == model_before
-    # Killed after a backup is in place but before its best model moved to model.keras.
+    assert backups.best_path(tmp_path).read_bytes() == model_before
+    # Killed after a backup is in place but before its best model moved to backup/best.keras.
     newest = fit_dir / "epoch-0002-step-000000"
     newest.mkdir()
     (newest / backups.STATE).write_text(json.dumps({"epoch": 2, "steps_done": 0}))
     (newest / backups.BEST).write_bytes(b"epoch 2's best")
     assert backups.settle(tmp_path, fit_dir)["epoch"] == 2
-    assert (tmp_path / "model.keras").read_bytes() == b"epoch 2's best"
+    assert backups.best_path(tmp_path).read_bytes() == b"epoch 2's best"
     assert [p.name for p in fit_dir.iterdir()] == ["epoch-0002-step-000000"]
 
 
@@ -218,7 +218,7 @@ def test_a_diverged_epoch_is_not_backed_up_and_fit_raises(tmp_path, digits):
     with pytest.raises(TrainingDiverged, match="epoch 1, batch"):
         _fit(model, digits, tmp_path, [cb.NanGuard()], epochs=3)
     assert backups.latest(tmp_path / "backup" / "train") is None
-    assert not (tmp_path / "model.keras").exists()
+    assert not backups.best_path(tmp_path).exists()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -259,7 +259,7 @@ def test_with_a_weight_average_the_best_model_is_averaged_and_the_backup_raw(dig
         ],
         verbose=0,
     )
-    saved = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True).get_weights()
+    saved = keras.saving.load_model(backups.best_path(tmp_path), safe_mode=True).get_weights()
     moved = np.abs(raw[0] - first[0]).mean()
     assert np.abs(saved[0] - first[0]).mean() < moved / 4
     restored = _model(ema=0.999)
