@@ -50,7 +50,7 @@ def _val_accuracy(model_path: Path, config) -> float:
 
 def _check_consistent(run_dir: Path) -> int:
     """What a resumed run will find: the history of every backed-up epoch, no more, no gap, and
-    model.keras scoring the best validation accuracy in it. Returns the epochs done."""
+    backup/best.keras scoring the best validation accuracy in it. Returns the epochs done."""
     state = backups.settle(run_dir, run_dir / "backup" / "train")
     done = state["epoch"] if state else 0
     rows = [r for r in cb.read_history(run_dir / "history.csv") if int(r["epoch"]) < done]
@@ -58,7 +58,7 @@ def _check_consistent(run_dir: Path) -> int:
     if done:
         config = IMAGE.Config.load(run_dir / "config.json")
         best = max(float(r["val_accuracy"]) for r in rows)
-        assert _val_accuracy(run_dir / "model.keras", config) == pytest.approx(best, abs=1e-6)
+        assert _val_accuracy(backups.best_path(run_dir), config) == pytest.approx(best, abs=1e-6)
     return done
 
 
