@@ -8,7 +8,7 @@ WORKERS ?= 0
 DIST   ?= dist
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help venv demo test lint format bench results dist image-classification text-bilstm fine-tuning \
+.PHONY: help venv demo test test-all lint format bench results dist image-classification text-bilstm fine-tuning \
 	pruning train-distributed clean
 
 help: ## list the targets
@@ -25,7 +25,10 @@ venv: $(STAMP) ## create .venv and install dlrecipes with its dev tools
 demo: $(STAMP) ## train the image recipe on the embedded MNIST sample; prints test accuracy and the run dir
 	$(PY) recipes/image_classification/recipe.py train $(ARGS)
 
-test: $(STAMP) ## run the whole test suite (2 workers)
+test: $(STAMP) ## the test suite but its `slow` end-to-end tests (2 workers, about 5 minutes)
+	$(PY) -m pytest -q -n 2 -m "not slow" tests
+
+test-all: $(STAMP) ## the whole test suite, the `slow` end-to-end tests included (tens of minutes)
 	$(PY) -m pytest -q -n 2 tests
 
 lint: $(STAMP) ## ruff lint and format check
