@@ -151,6 +151,13 @@ def test_pipeline_batches_augments_training_only_and_keeps_uint8():
     assert np.array_equal(test[0], images)
 
 
+def test_augmentation_layers_are_seeded_apart_and_alike_on_every_build():
+    augment = data.Augment(rotation=0.1, translation=0.1, zoom=0.1, flip=True, contrast=0.2)
+    seeds = [layer.seed for layer in augment.layers(7)]
+    assert len(seeds) == 5 and len(set(seeds)) == 5 and min(seeds) == 7
+    assert [layer.seed for layer in augment.layers(7)] == seeds
+
+
 def test_folds_partition_train_and_validation():
     splits = data.load("mnist_sample")
     pool = _arrays(splits.train.concatenate(splits.validation))[1].size

@@ -31,20 +31,22 @@ class Augment:
     contrast: float = 0.0
 
     def layers(self, seed: int) -> list[keras.layers.Layer]:
-        """The preprocessing layers this augmentation is made of (empty when it is off)."""
-        out: list[keras.layers.Layer] = []
-        if self.flip:
-            out.append(keras.layers.RandomFlip("horizontal", seed=seed))
-        if self.rotation:
-            out.append(keras.layers.RandomRotation(self.rotation, fill_mode="constant", seed=seed))
-        if self.translation:
-            t = self.translation
-            out.append(keras.layers.RandomTranslation(t, t, fill_mode="constant", seed=seed))
-        if self.zoom:
-            out.append(keras.layers.RandomZoom(self.zoom, fill_mode="constant", seed=seed))
-        if self.contrast:
-            out.append(keras.layers.RandomContrast(self.contrast, seed=seed))
-        return out
+        """The preprocessing layers this augmentation is made of (empty when it is off), each
+        seeded apart (`seed`, `seed + 1`, ...): on one seed, rotation, shift and zoom would draw
+        the same random numbers and move together."""
+        t = self.translation
+        wanted = [
+            (self.flip, lambda s: keras.layers.RandomFlip("horizontal", seed=s)),
+            (
+                self.rotation,
+                lambda s: keras.layers.RandomRotation(self.rotation, fill_mode="constant", seed=s),
+            ),
+            (t, lambda s: keras.layers.RandomTranslation(t, t, fill_mode="constant", seed=s)),
+            (self.zoom, lambda s: keras.layers.RandomZoom(self.zoom, fill_mode="constant", seed=s)),
+            (self.contrast, lambda s: keras.layers.RandomContrast(self.contrast, seed=s)),
+        ]
+        makers = [make for on, make in wanted if on]
+        return [make(seed + i) for i, make in enumerate(makers)]
 
 
 def prepare(
