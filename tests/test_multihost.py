@@ -261,7 +261,8 @@ def test_launcher_starts_again_on_new_ports_when_one_was_taken(tmp_path, monkeyp
 
 
 def test_the_keras_bugs_the_shim_works_around_are_still_there():
-    """When this fails, one was fixed upstream: delete that part of dlrecipes/multihost/shim.py."""
+    """When this fails, one was fixed upstream: delete that part of dlrecipes/multihost/shim.py.
+    (The probes run Keras' own functions on a recording stand-in for a multi-process strategy.)"""
     # The empty-batch convolution bug is oneDNN's and depends on the CPU: seen on the Intel CPU
     # with AVX-512 the shim was written on, not on an AMD EPYC without AVX-512 (2026-12-07).
     found = [bug for bug in shim.bugs() if bug != "empty_batch_conv"]
@@ -270,3 +271,19 @@ def test_the_keras_bugs_the_shim_works_around_are_still_there():
         "reduce_per_replica",
         "batch_norm_statistics",
     ], f"Keras {keras.__version__} / TensorFlow {tf.__version__} fixed some of these bugs"
+
+
+def test_the_shims_probes_tell_a_fixed_keras_from_a_broken_one(monkeypatch):
+    """The probes run Keras' functions, not read their source: a Keras that builds from the
+    data's shapes and averages scalar logs over no axis (what the patches do) has neither bug."""
+
+    def builds_from_shapes(self, iterator=None, data_batch=None):
+        self._symbolic_build(data_batch=iterator.data_adapter.get_tf_dataset().element_spec)
+
+    def averages_over_no_axis(values, strategy, reduction):
+        return strategy.reduce("MEAN", values, axis=None)
+
+    monkeypatch.setattr(shim, "_MAYBE_SYMBOLIC_BUILD", builds_from_shapes)
+    monkeypatch.setattr(shim, "_REDUCE_PER_REPLICA", averages_over_no_axis)
+    found = shim.bugs()
+    assert "symbolic_build" not in found and "reduce_per_replica" not in found

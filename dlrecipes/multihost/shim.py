@@ -29,30 +29,65 @@ as a bug is fixed upstream: then delete that part here, and this module once `bu
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import inspect
+import types
 
 import keras
 import tensorflow as tf
 from keras.src.backend.tensorflow import nn as tf_nn
 from keras.src.backend.tensorflow import trainer as tf_trainer
 from keras.src.layers.layer import Layer
+from tensorflow.python.distribute import values as distributed_values
 
-# What each bug looks like in Keras' source, as found in Keras 3.15.1.
-_BUILD_REDUCES_BATCH = "self.distribute_strategy.reduce("
-_LOGS_REDUCED_ON_AXIS_0 = 'strategy.reduce("MEAN", v, axis=0)'
+# Keras' own functions, before any patch: `bugs()` probes these.
+_MAYBE_SYMBOLIC_BUILD = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
+_REDUCE_PER_REPLICA = tf_trainer.reduce_per_replica
 
 _applied: set[str] = set()
 
 
+class _Recorder(tf.distribute.MultiWorkerMirroredStrategy):
+    """A multi-process strategy in name only (it forms no cluster): records the `axis` of each
+    `reduce` Keras asks of it, so that `bugs()` can watch what Keras does across processes."""
+
+    def __init__(self) -> None:
+        self._extended = types.SimpleNamespace(_in_multi_worker_mode=lambda: True)
+        self.reduced: list[int | None] = []
+
+    def reduce(self, reduce_op, value, axis=None):
+        self.reduced.append(axis)
+        return value
+
+    def scope(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+
+class _EpochIterator(list):
+    """What `fit` hands `_maybe_symbolic_build`: `(step, step, iterator)` triples, and the data."""
+
+    data_adapter = types.SimpleNamespace(
+        get_tf_dataset=lambda: tf.data.Dataset.from_tensors(tf.zeros((1,), tf.uint8))
+    )
+
+
 def bugs() -> list[str]:
-    """The Keras bugs this module works around that the installed Keras still has."""
+    """The Keras bugs this module works around that the installed Keras still has, found by
+    running Keras' own functions on a recording stand-in for a multi-process strategy."""
     found = []
-    if _BUILD_REDUCES_BATCH in inspect.getsource(
-        tf_trainer.TensorFlowTrainer._maybe_symbolic_build
-    ):
+    strategy = _Recorder()
+    trainer = types.SimpleNamespace(
+        _distribute_strategy=strategy,
+        distribute_strategy=strategy,
+        _symbolic_build=lambda data_batch: None,
+    )
+    first_batch = distributed_values.PerReplica((tf.zeros((1,), tf.uint8),))
+    _MAYBE_SYMBOLIC_BUILD(trainer, iterator=_EpochIterator([(0, 0, iter([first_batch]))]))
+    if strategy.reduced:  # a collective over the batch's data
         found.append("symbolic_build")
-    if _LOGS_REDUCED_ON_AXIS_0 in inspect.getsource(tf_trainer.reduce_per_replica):
+    strategy = _Recorder()
+    _REDUCE_PER_REPLICA(tf.constant(0.5), strategy, "mean")
+    if 0 in strategy.reduced:  # a scalar log averaged on its axis 0
         found.append("reduce_per_replica")
     layer = keras.layers.BatchNormalization()
     layer.build((None, 1))
