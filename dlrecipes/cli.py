@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dlrecipes import cross_validation, predicting, reports, tuning
+from dlrecipes import baselines, cross_validation, predicting, reports, tuning
 from dlrecipes.config import RECIPE_KEY, RecipeConfig, coerce, field_types, flag, strip_optional
 from dlrecipes.errors import CheckpointError, ConfigError, RecipeError, RunDirError
 from dlrecipes.field_help import field_help
@@ -298,6 +298,8 @@ def _train(recipe: Commands, args: argparse.Namespace) -> int:
                 f"test accuracy: {result.metrics['accuracy']:.4f} "
                 f"({result.metrics['num_examples']} examples)"
             )
+        if "baseline" in result.metrics:  # a text run: did it beat a bag of words?
+            print(baselines.verdict(result.metrics["baseline"]))
     print(result.run_dir)
     return 0
 

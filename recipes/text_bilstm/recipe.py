@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import dlrecipes  # before keras: keeps TensorFlow's start-up log lines off the screen
-from dlrecipes import data, distillation, evaluation, optimizers, runtime, tuning
+from dlrecipes import baselines, data, distillation, evaluation, optimizers, runtime, tuning
 from dlrecipes.data.word_vectors import SOURCES as VECTOR_SOURCES
 from dlrecipes.data.word_vectors import embedding_matrix
 from dlrecipes.models import text
@@ -323,6 +323,9 @@ def train(
         model = run.save(text.end_to_end(ids.info.tokenizer, run.best_model()))
         y_true, y_prob = evaluation.predict(model, splits.test)
         metrics = run.evaluate(model, splits, y_prob)
+        # Beside the practitioner's first text classifier, fitted and scored on the same split.
+        baseline = baselines.bag_of_words(splits)  # TF-IDF + logistic regression
+        metrics["baseline"] = baselines.compare(baseline, metrics["accuracy"])
         extra = mistakes_report(splits, y_true, y_prob)
         if teacher:
             metrics["distillation"] = teacher.compare(model, splits, y_prob)
