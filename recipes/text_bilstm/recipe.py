@@ -57,7 +57,7 @@ class Config(dlrecipes.RecipeConfig):
     dataset: str = "rt_snippets"  # rt_snippets | imdb_reviews | csv:PATH | folder:PATH
     max_tokens: int = 20_000  # vocabulary, learned from the training split only
     # Tokens per text, at least: unless set, raised to keep 99% of the training texts whole, up
-    # to MAX_LENGTH (`follow_inputs`). 99% of the snippets have at most 40 words.
+    # to MAX_LENGTH, 512 (`follow_inputs`). 99% of the snippets have at most 40 words.
     sequence_length: int = 48
     # --- model
     arch: str = "bilstm"  # bilstm | bigru | transformer
