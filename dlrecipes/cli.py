@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dlrecipes import cross_validation, predicting, reports, tuning
+from dlrecipes import baselines, cross_validation, predicting, reports, tuning
 from dlrecipes.config import RECIPE_KEY, RecipeConfig, coerce, field_types, flag, strip_optional
 from dlrecipes.errors import CheckpointError, ConfigError, RecipeError, RunDirError
 from dlrecipes.field_help import field_help
@@ -157,8 +157,9 @@ def _metavar(hint: Any) -> str:
 
 
 def make_config(recipe: Commands, args: argparse.Namespace) -> RecipeConfig:
-    """Defaults, then `--hparams`, then `--tiny`, then explicit flags; on `--resume`, the saved
-    config, which explicit flags may not contradict."""
+    """Defaults, then `--hparams`, then `--tiny`, then explicit flags, then the defaults that
+    follow the inputs (`RecipeConfig.follow_inputs`, printed) for the fields none of those set;
+    on `--resume`, the saved config, which explicit flags may not contradict."""
     cls = recipe.config_class
     explicit = coerce(cls, {k: v for k, v in vars(args).items() if k in field_types(cls)})
     if getattr(args, "resume", False) and args.run_dir and (args.run_dir / "config.json").exists():
@@ -172,15 +173,31 @@ def make_config(recipe: Commands, args: argparse.Namespace) -> RecipeConfig:
                 f"{args.run_dir / 'config.json'}: {clashes}. Drop them, or start a new --run-dir."
             )
         return saved
-    values = cls().to_dict()
+    values, given = cls().to_dict(), set(explicit)
     if getattr(args, "hparams", None):
         if not args.hparams.exists():
             raise ConfigError(f"--hparams {args.hparams}: no such file.")
-        values.update(coerce(cls, json.loads(args.hparams.read_text())))
+        preset = coerce(cls, json.loads(args.hparams.read_text()))
+        values.update(preset)
+        given |= set(preset)
     config = cls.from_dict(values)
     if getattr(args, "tiny", False):
         config = config.tiny()
-    return dataclasses.replace(config, **explicit)
+        given |= set(cls.TINY)
+    config = dataclasses.replace(config, **explicit)
+    chosen, why = config.follow_inputs(given)
+    if chosen:
+        settings = " ".join(_as_flag(name, value) for name, value in chosen.items())
+        print(f"{why}: {settings} (a flag or --hparams sets any of them)", flush=True)
+    return dataclasses.replace(config, **chosen)
+
+
+def _as_flag(name: str, value: Any) -> str:
+    """A config value as the flag that sets it: `--units 32,64`, `--no-flip`."""
+    if isinstance(value, bool):
+        return f"--{flag(name)}" if value else f"--no-{flag(name)}"
+    text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    return f"--{flag(name)} {text}"
 
 
 def saved_config(recipe: Commands, path: Path, command: str) -> RecipeConfig:
@@ -298,6 +315,8 @@ def _train(recipe: Commands, args: argparse.Namespace) -> int:
                 f"test accuracy: {result.metrics['accuracy']:.4f} "
                 f"({result.metrics['num_examples']} examples)"
             )
+        if "baseline" in result.metrics:  # a text run: did it beat a bag of words?
+            print(baselines.verdict(result.metrics["baseline"]))
     print(result.run_dir)
     return 0
 

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -100,6 +101,12 @@ class RecipeConfig:
                 raise ConfigError(f"{name} must not be negative; got {getattr(self, name)}.")
         if self.backup_steps < 0:
             raise ConfigError(f"backup_steps must not be negative; got {self.backup_steps}.")
+
+    def follow_inputs(self, given: AbstractSet[str]) -> tuple[dict[str, Any], str]:
+        """Defaults that follow what the config reads (a recipe's own rule, e.g. the kind of
+        base it fine-tunes), for the fields not in `given` (set by a flag, `--hparams` or
+        `--tiny`): `({field: value}, why)`. Here none."""
+        return {}, ""
 
     def tiny(self) -> RecipeConfig:
         """The same config shrunk by `TINY`, for tests and quick local runs."""

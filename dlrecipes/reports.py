@@ -115,6 +115,16 @@ def write_report(
         f"Test accuracy: **{metrics['accuracy']:.4f}** on {metrics['num_examples']} examples "
         f"(macro F1 {metrics['macro_f1']:.4f}).",
         "",
+    ]
+    if "baseline" in metrics:  # a linear model on the same split (dlrecipes.baselines)
+        b = metrics["baseline"]
+        lines += [
+            f"Baseline: {b['name']} scores **{b['accuracy']:.4f}** on the same test split "
+            f"({b['detail']}); the model minus the baseline: "
+            f"**{b['difference_points']:+.2f} points**.",
+            "",
+        ]
+    lines += [
         "| class | precision | recall | F1 | support |",
         "|---|---|---|---|---|",
     ]

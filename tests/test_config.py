@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
+from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pytest
 
-from dlrecipes import cli
+from dlrecipes import cli, data
 from dlrecipes.config import ConfigError, RecipeConfig
+from dlrecipes.models import vision
+from tests.conftest import recipe_module
 
 
 @dataclasses.dataclass
@@ -71,3 +76,77 @@ def test_resume_keeps_the_saved_config_and_refuses_contradictions(tmp_path):
     assert same == resumed
     with pytest.raises(ConfigError, match="epochs"):
         cli.make_config(RECIPE, _args("--run-dir", str(tmp_path), "--resume", "--epochs", "9"))
+
+
+def test_an_image_base_trains_with_image_settings_unless_a_flag_or_preset_says_otherwise(
+    tmp_path, capsys
+):
+    """Fine-tuning: with a base that reads images, the fields no flag, --hparams or --tiny set
+    take the image settings (a head phase first), and the choice is printed."""
+    fine_tuning = recipe_module("fine_tuning")
+    recipe = cli.Commands("fine_tuning", fine_tuning.Config, None, None, None)
+    base = tmp_path / "model.keras"
+    vision.convnet((28, 28, 1), 10, widths=(4,), convs_per_stage=1).save(base)
+
+    def config(*argv: str):
+        return cli.make_config(recipe, cli.build_parser(recipe)[0].parse_args(["train", *argv]))
+
+    text = config("--sequence-length", "64", "--epochs", "2")  # MiniLM: nothing to choose
+    assert text.head_epochs == 0 and text.learning_rate == 1e-4 and capsys.readouterr().out == ""
+    images = config("--base", str(base), "--dataset", "digits", "--learning-rate", "0.002")
+    assert images.head_epochs == 5 and images.epochs == 25 and images.head_learning_rate == 3e-3
+    assert images.learning_rate == 0.002  # the user's flag wins
+    printed = capsys.readouterr().out
+    assert "reads images" in printed and "--head-epochs 5" in printed
+    assert "--learning-rate" not in printed
+    preset = tmp_path / "preset.json"
+    preset.write_text(json.dumps({"head_epochs": 2, "epochs": 3}))
+    tuned = config("--hparams", str(preset), "--base", str(base), "--dataset", "digits")
+    assert (tuned.head_epochs, tuned.epochs, tuned.dropout) == (2, 3, 0.3)
+
+
+@pytest.fixture(scope="module")
+def long_texts(tmp_path_factory) -> Path:
+    """A CSV of 60 real texts longer than any snippet: runs of 8 rt_snippets test snippets of one
+    class, joined."""
+    texts, labels = zip(*data.load_text("rt_snippets").test.as_numpy_iterator(), strict=True)
+    path = tmp_path_factory.mktemp("long") / "long.csv"
+    with path.open("w", newline="") as f:
+        rows = csv.writer(f)
+        rows.writerow(["text", "label"])
+        for label in (0, 1):
+            same = [t.decode() for t, y in zip(texts, labels, strict=True) if y == label]
+            for i in range(30):
+                rows.writerow([" ".join(same[8 * i : 8 * i + 8]), str(label)])
+    return path
+
+
+def _recipe_config(name: str, *argv: str):
+    module = recipe_module(name)
+    recipe = cli.Commands(name, module.Config, None, None, None)
+    return cli.make_config(recipe, cli.build_parser(recipe)[0].parse_args(["train", *argv]))
+
+
+def test_text_lengths_follow_the_training_texts_unless_a_flag_sets_them(long_texts, capsys):
+    train = data.load_text(f"csv:{long_texts}").train
+    words = np.percentile([len(t.split()) for t, _ in train.as_numpy_iterator()], 99)
+    config = _recipe_config("text_bilstm", "--dataset", f"csv:{long_texts}")
+    assert config.sequence_length % 8 == 0 and words <= config.sequence_length < words + 8
+    assert config.sequence_length > 48  # the snippets' default, which these texts outgrow
+    assert f"--sequence-length {config.sequence_length}" in capsys.readouterr().out
+    given = _recipe_config(
+        "text_bilstm", "--dataset", f"csv:{long_texts}", "--sequence-length", "40"
+    )
+    assert given.sequence_length == 40 and capsys.readouterr().out == ""
+
+
+def test_fine_tuning_takes_enough_steps_on_few_texts(long_texts, capsys):
+    """48 training texts are 2 batches of 32: phase 2 gets epochs enough for MIN_STEPS steps."""
+    config = _recipe_config("fine_tuning", "--base", "tiny-bert", "--dataset", f"csv:{long_texts}")
+    assert config.epochs == recipe_module("fine_tuning").MIN_STEPS // 2
+    assert config.sequence_length > 64 and config.head_epochs == 0
+    assert "48 training texts" in capsys.readouterr().out
+    given = _recipe_config(
+        "fine_tuning", "--base", "tiny-bert", "--dataset", f"csv:{long_texts}", "--epochs", "3"
+    )
+    assert given.epochs == 3 and given.sequence_length == config.sequence_length

@@ -106,9 +106,7 @@ def batches(
     ds = tokenize(ds, tokenizer).cache()
     # One pass tokenizes every text into the cache and gives the lengths, hence the batches per
     # epoch: Keras then knows the epoch's length (and warns of no "input ran out of data").
-    lengths = np.concatenate(
-        [np.zeros(0, np.int32), *ds.map(lambda ids, _: tf.size(ids)).batch(CHUNK)]
-    )
+    lengths = sizes(ds)
     if boundaries:
         boundaries = list(boundaries)
         if pad_to_boundary and lengths.size and lengths.max() >= boundaries[-1]:
@@ -133,3 +131,23 @@ def batches(
     else:
         ds = ds.padded_batch(batch_size, padding_values=(PAD_ID, None))
     return ds.apply(tf.data.experimental.assert_cardinality(count)).prefetch(AUTOTUNE)
+
+
+def sizes(ids: tf.data.Dataset) -> np.ndarray:
+    """The number of ids of every text of unbatched `(ids, target)` pairs (`tokenize`'s)."""
+    return np.concatenate(
+        [np.zeros(0, np.int32), *ids.map(lambda ids, _: tf.size(ids)).batch(CHUNK)]
+    )
+
+
+def fitting_length(
+    lengths: np.ndarray, *, at_least: int, at_most: int, percentile: float = 99.0, width: int = 8
+) -> int:
+    """A sequence length that keeps `percentile` % of texts of these `lengths` whole, rounded up
+    to a multiple of `width` (the groups of `bucket_boundaries`), within `[at_least, at_most]`.
+
+    Batches grouped by length are padded to their own longest text, so a long limit costs only
+    the few long texts it keeps whole.
+    """
+    need = int(np.ceil(np.percentile(lengths, percentile) / width)) * width
+    return min(max(need, at_least), at_most)

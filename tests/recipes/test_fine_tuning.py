@@ -41,6 +41,8 @@ def test_tiny_text_run_writes_both_phases_and_a_model_that_reads_raw_sentences(t
     assert _phases(run_dir) == ["head", "fine-tune"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["num_examples"] == 1275 and metrics["epochs_run"] == 2
+    # Beside TF-IDF + logistic regression, fitted on the same 100 kept texts (each once).
+    assert metrics["baseline"]["accuracy"] > 0.55 and "C=" in metrics["baseline"]["detail"]
     config = json.loads((run_dir / "config.json").read_text())
     assert config["base"] == "tiny-bert" and config["labels_per_class"] == 50
 
@@ -66,7 +68,9 @@ def test_an_image_run_fine_tuned_on_digits_reads_raw_8x8_images(tmp_path):
     )  # fmt: skip
     assert status == 0 and _phases(run_dir) == ["head", "fine-tune"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["num_examples"] == 539
+    assert metrics["num_examples"] == 539 and "baseline" not in metrics  # texts only
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["head_learning_rate"] == 3e-3 and config["dropout"] == 0.3  # image settings
     assert metrics["accuracy"] > 0.5  # chance is 0.1: what it learned on MNIST carries over
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     images, labels = next(data.load("digits").test.batch(100).as_numpy_iterator())

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 import dlrecipes
+from dlrecipes import baselines
 from dlrecipes.models import text
 from tests.conftest import ROOT, recipe_module, run_cli
 
@@ -42,7 +43,15 @@ def test_train_writes_the_run_and_a_report_with_the_worst_mistakes(trained):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["num_examples"] == 1275
     assert metrics["accuracy"] > 0.65  # above the 57.8% of always answering "fresh"
+    # TF-IDF + logistic regression on the same split, beside the model, in the last lines too.
+    baseline = metrics["baseline"]
+    assert baseline["accuracy"] > 0.7 and baseline["name"] == baselines.BAG_OF_WORDS
+    gap = 100 * (metrics["accuracy"] - baseline["accuracy"])
+    assert baseline["difference_points"] == pytest.approx(gap, abs=0.01)
+    last = proc.stdout.strip().splitlines()[-4:-1]
+    assert any(line.startswith(f"baseline {baselines.BAG_OF_WORDS}: ") for line in last)
     report = (run_dir / "report.md").read_text()
+    assert f"{baseline['difference_points']:+.2f} points" in report
     matrix = metrics["confusion_matrix"]
     assert f"| **fresh** | {matrix[0][0]} | {matrix[0][1]} |" in report
     assert "| rotten |" in report  # the per-class table
