@@ -821,3 +821,17 @@ def summary(r: Results) -> str:
         ),
     ]
     return "\n".join(lines)
+
+
+@region
+def fine_tuning_image_defaults(r: Results) -> str:
+    """recipes/fine_tuning/README.md: an image base with no flags, text against image settings."""
+    result = r["fine_tuning_image_defaults"]
+    return (
+        "`train --base <the image recipe's default run>/model.keras --dataset digits "
+        f"--labels-per-class 10`, seed 0, on the digits test split ({r.on(result)}):\n\n"
+        + table(
+            ["settings", "test accuracy", "measured"],
+            [[row["settings"], pct(row["test_acc"]), row["measured"]] for row in result.rows],
+        )
+    )

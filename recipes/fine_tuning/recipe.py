@@ -114,8 +114,8 @@ class Config(dlrecipes.RecipeConfig):
 
     # An image base trains with these unless a flag, --hparams or --tiny sets them: a head phase
     # first, then the whole base, at image learning rates, with light augmentation. The fields
-    # above suit MiniLM on texts; on an image base they scored 20.8% on digits (10 labels per
-    # class), these 96.5% (README.md). `follow_inputs` applies them and says so.
+    # above suit MiniLM on texts; on an image base they scored far below these (README.md:
+    # the figures). `follow_inputs` applies them and says so.
     IMAGES: ClassVar = {
         "batch_size": 64,
         "rotation": 0.02,
