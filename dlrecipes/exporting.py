@@ -29,6 +29,7 @@ import shutil
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,8 @@ def load(path: str | Path) -> Served:
 
 
 def _saved_model(path: Path) -> Served:
+    import tensorflow_text  # noqa: F401 - the ops of a keras-hub tokenizer inside a SavedModel
+
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     spec = next(iter(serve.structured_input_signature[1].values()))
     classes = next(iter(serve.structured_outputs.values())).shape[-1]
@@ -291,7 +294,10 @@ def _write_onnx(model: keras.Model, out: Path, splits: Splits, calibration: int)
     except ImportError as err:
         raise ExportFailed(_ONNX_MISSING) from err
     target = _text_parts(model, out) if takes_text(model) else model
-    target.export(str(out / "model.onnx"), format="onnx", verbose=False)
+    with warnings.catch_warnings():
+        # Keras' patch of tf2onnx probes `np.object`, which NumPy 2 warns of: not the user's.
+        warnings.filterwarnings("ignore", "In the future `np.object`", FutureWarning)
+        target.export(str(out / "model.onnx"), format="onnx", verbose=False)
     return [("model.onnx", "onnx")]
 
 
