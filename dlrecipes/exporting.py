@@ -95,6 +95,8 @@ class Served:
         self.output_shape = (None, num_classes)
         self.tokenizer = tokenizer
         self.takes_text = takes_text or tokenizer is not None
+        # In a graph: keras-hub's tokenizers run their TensorFlow ops only there.
+        self._tokenize = tokenizer and tf.function(lambda t: tokenizer(t, training=False))
 
     def predict(self, inputs: np.ndarray, batch_size: int = BATCH, verbose: int = 0) -> np.ndarray:
         """Probabilities of `inputs` (a uint8 image batch, or an array of strings); `verbose`
@@ -103,7 +105,7 @@ class Served:
         for start in range(0, len(inputs), batch_size):
             chunk = np.asarray(inputs[start : start + batch_size])
             if self.tokenizer is not None:
-                chunk = keras.ops.convert_to_numpy(self.tokenizer(tf.constant(chunk)))
+                chunk = self._tokenize(tf.constant(chunk)).numpy()
             outputs.append(self._call(chunk))
         return np.concatenate(outputs)
 

@@ -131,14 +131,8 @@ def test_killed_interrupted_and_resumed_runs_lose_nothing_and_repeat_nothing(rec
     message = err.strip().splitlines()[-1]
     assert message.startswith(f"interrupted; {run_dir} keeps what was done. Continue with: ")
     command = shlex.split(message.split("Continue with: ", 1)[1])
-    assert command[2:] == [
-        "train",
-        "--run-dir",
-        str(run_dir),
-        "--resume",
-        "--export",
-        "saved_model",
-    ]
+    resumes = ["train", "--run-dir", str(run_dir), "--resume", "--export", "saved_model"]
+    assert command[2:] == resumes
 
     # 3. The printed command, as printed, completes the run.
     done = run_cli(*command[1:], timeout=WAIT)
