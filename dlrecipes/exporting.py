@@ -253,9 +253,7 @@ def _check(
         "format": kind,
         "file": path.name,
         "bytes": _size(path),
-        "takes": "strings"
-        if served.takes_text and served.tokenizer is None
-        else ("token ids (tokenizer.keras)" if served.tokenizer is not None else "uint8 images"),
+        "takes": _takes(served),
         "max_abs_diff": float(np.abs(probs - expected).max()),
         "agreement": float((probs.argmax(-1) == expected.argmax(-1)).mean()),
         "accuracy": float((probs.argmax(-1) == y).mean()),
@@ -265,16 +263,23 @@ def _check(
         if row["accuracy"] < keras_row["accuracy"] - INT8_DROP:
             raise ExportFailed(
                 f"{path.name} scores {row['accuracy']:.4f} on the test split, the Keras model "
-                f"{keras_row['accuracy']:.4f} (more than {INT8_DROP} lower): calibrate on more "
-                "training images (--calibration), or ship the float model."
+                f"{keras_row['accuracy']:.4f} (more than {INT8_DROP} lower); nothing was written: "
+                "calibrate on more training images, or serve the float model.tflite."
             )
     elif row["max_abs_diff"] > TOLERANCE or row["agreement"] < AGREEMENT:
         raise ExportFailed(
             f"{path.name} ({kind}) differs from the Keras model on the test split (max "
             f"probability difference {row['max_abs_diff']:.2g}, same class on "
-            f"{row['agreement']:.2%}); nothing was written: report it with the run's config.json."
+            f"{row['agreement']:.2%}); nothing was written: export the other formats, and report "
+            "this with the run's config.json."
         )
     return row
+
+
+def _takes(served: Served) -> str:
+    if served.tokenizer is not None:
+        return "token ids (tokenizer.keras)"
+    return "strings" if served.takes_text else "uint8 images"
 
 
 def _write_saved_model(model: keras.Model, out: Path, splits: Splits, calibration: int) -> list:
