@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dlrecipes import cross_validation, exporting, predicting, reports, tuning
+from dlrecipes import cross_validation, exporting, predicting, reports, serving, tuning
 from dlrecipes.config import RECIPE_KEY, RecipeConfig, coerce, field_types, flag, strip_optional
 from dlrecipes.errors import CheckpointError, ConfigError, RecipeError, RunDirError
 from dlrecipes.field_help import field_help
@@ -388,7 +388,7 @@ def _add_predict_flags(predict: argparse.ArgumentParser) -> None:
 def _predict(recipe: Commands, args: argparse.Namespace) -> int:
     inputs = " ".join(shlex.quote(i) for i in args.inputs)
     _model_config(recipe, args.model, f"predict --model {args.model} {inputs}")
-    model = load_model(args.model) if args.model.suffix == ".keras" else exporting.load(args.model)
+    model = load_model(args.model) if args.model.suffix == ".keras" else serving.load(args.model)
     names, known = predicting.class_names(args.model, model.output_shape[-1])
     if not known:
         print(

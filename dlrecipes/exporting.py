@@ -2,7 +2,7 @@
 
 `export(model, formats, out_dir, splits)` writes, through Keras' exporter (`model.export`):
 
-- `saved_model`: `saved_model/`, whose `serve` signature takes the raw inputs (uint8 images,
+- `saved_model`: `saved_model/`, whose `serve` endpoint takes the raw inputs (uint8 images,
   strings: a text model's tokenizer is inside);
 - `litert`: `model.tflite`, and for image models `model-int8.tflite` too (int8 weights and
   activations, calibrated on training images);
@@ -14,10 +14,10 @@ model they hold the classifier on token ids, written beside `tokenizer.keras` (s
 ids, a Keras model) and `vocabulary.txt` (one token a line, the id is the line number from 0).
 
 Each file is written into a scratch folder, loaded back through its own runtime
-(`tf.saved_model.load`, the LiteRT interpreter, onnxruntime) with `load`, and run on the test split:
-its probabilities must match the Keras model's (`TOLERANCE`) and pick the same class
-(`AGREEMENT`); int8 must keep the accuracy (`INT8_DROP`). Only then is it moved into `out_dir`,
-so a failed check (`ExportFailed`, one line) leaves nothing half-written.
+(`tf.saved_model.load`, the LiteRT interpreter, onnxruntime: `dlrecipes.serving.load`) and run
+on the test split: its probabilities must match the Keras model's (`TOLERANCE`) and pick the
+same class (`AGREEMENT`); int8 must keep the accuracy (`INT8_DROP`). Only then is it moved into
+`out_dir`, so a failed check (`ExportFailed`, one line) leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -42,14 +42,13 @@ from dlrecipes import litert
 from dlrecipes.data import Splits
 from dlrecipes.errors import ConfigError, ExportFailed
 from dlrecipes.reports import write_json
-from dlrecipes.saving import load_model
+from dlrecipes.serving import BATCH, ONNX_MISSING, Served, load, takes_text
 
 FORMATS = ("saved_model", "litert", "onnx")
 TOLERANCE = 1e-3  # largest absolute difference of a probability from the Keras model's
 AGREEMENT = 0.99  # smallest fraction of test inputs given the Keras model's class
 INT8_DROP = 0.05  # largest fall in test accuracy allowed an int8 model
 CALIBRATION = 500  # training images int8 calibrates its activation ranges on
-BATCH = 256
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -61,117 +60,6 @@ def parse_formats(text: str) -> tuple[str, ...]:
             f"Unknown export format(s) {unknown or [text]}: choose from {','.join(FORMATS)}."
         )
     return names
-
-
-def takes_text(model: keras.Model | Served) -> bool:
-    """Whether the model (or an exported one) reads strings rather than images."""
-    if isinstance(model, Served):
-        return model.takes_text
-    return keras.backend.standardize_dtype(model.inputs[0].dtype) == "string"
-
-
-# ---------------------------------------------------------------------------------------------
-# Runtimes: an exported file loaded back, called like a model on raw inputs.
-# ---------------------------------------------------------------------------------------------
-
-
-class Served:
-    """An exported model run by its own runtime on raw inputs (uint8 images, strings), with the
-    surface `dlrecipes.predicting` uses of a Keras model: `input_shape` and `output_shape` (batch
-    first, None), `predict(inputs, batch_size)`, and `takes_text`. Make one with `load(path)`.
-    """
-
-    def __init__(
-        self,
-        call: Callable[[np.ndarray], np.ndarray],
-        input_shape: tuple[int | None, ...],
-        num_classes: int,
-        *,
-        tokenizer: keras.Model | None = None,
-        takes_text: bool = False,
-    ) -> None:
-        self._call = call
-        self.input_shape = (None, *input_shape) if tokenizer is None else (None,)
-        self.output_shape = (None, num_classes)
-        self.tokenizer = tokenizer
-        self.takes_text = takes_text or tokenizer is not None
-        # In a graph: keras-hub's tokenizers run their TensorFlow ops only there.
-        self._tokenize = tokenizer and tf.function(lambda t: tokenizer(t, training=False))
-
-    def predict(self, inputs: np.ndarray, batch_size: int = BATCH, verbose: int = 0) -> np.ndarray:
-        """Probabilities of `inputs` (a uint8 image batch, or an array of strings); `verbose`
-        is Keras' argument, and ignored."""
-        outputs = []
-        for start in range(0, len(inputs), batch_size):
-            chunk = np.asarray(inputs[start : start + batch_size])
-            if self.tokenizer is not None:
-                chunk = self._tokenize(tf.constant(chunk)).numpy()
-            outputs.append(self._call(chunk))
-        return np.concatenate(outputs)
-
-
-def load(path: str | Path) -> Served:
-    """An exported model (a SavedModel folder, `.tflite` or `.onnx`) run by its own runtime; a
-    LiteRT or ONNX text model with the `tokenizer.keras` written beside it."""
-    path = Path(path)
-    if (path / "saved_model.pb").exists():
-        return _saved_model(path)
-    if path.suffix not in (".tflite", ".onnx") or not path.is_file():
-        raise ExportFailed(
-            f"{path} is no exported model: give a SavedModel folder, a .tflite or a .onnx file."
-        )
-    call, dtype, shape, classes = _litert(path) if path.suffix == ".tflite" else _onnx(path)
-    tokenizer = None
-    if np.issubdtype(dtype, np.integer) and len(shape) == 1:  # token ids: (batch, length)
-        tokenizer = load_model(path.parent / "tokenizer.keras", compile=False)
-    return Served(call, shape, classes, tokenizer=tokenizer)
-
-
-def _saved_model(path: Path) -> Served:
-    import tensorflow_text  # noqa: F401 - the ops of a keras-hub tokenizer inside a SavedModel
-
-    # Keras' `serve` endpoint: the `serving_default` signature runs the same graph, but each
-    # call measured over ten times slower at batch 1 here.
-    loaded = tf.saved_model.load(str(path))
-    concrete = loaded.serve.concrete_functions[0]
-    spec = concrete.structured_input_signature[0][0]
-    classes = concrete.structured_outputs.shape[-1]
-
-    def call(batch: np.ndarray) -> np.ndarray:
-        return loaded.serve(tf.constant(batch, dtype=spec.dtype)).numpy()
-
-    return Served(call, tuple(spec.shape[1:]), classes, takes_text=spec.dtype == tf.string)
-
-
-def _litert(path: Path) -> tuple[Callable, np.dtype, tuple, int]:
-    interpreter = litert.Interpreter(model_path=str(path))
-    given = interpreter.get_input_details()[0]
-    classes = int(interpreter.get_output_details()[0]["shape"][-1])
-    shape = tuple(None if d < 0 else int(d) for d in given["shape_signature"][1:])
-    return litert.runner(path), np.dtype(given["dtype"]), shape, classes
-
-
-def _onnx(path: Path) -> tuple[Callable, np.dtype, tuple, int]:
-    try:
-        import onnxruntime
-    except ImportError as err:
-        raise ExportFailed(_ONNX_MISSING) from err
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    given = session.get_inputs()[0]
-    kind = given.type.removeprefix("tensor(").removesuffix(")")
-    dtype = np.dtype("float32" if kind == "float" else kind)
-    shape = tuple(d if isinstance(d, int) else None for d in given.shape[1:])
-
-    def call(batch: np.ndarray) -> np.ndarray:
-        return session.run(None, {given.name: batch.astype(dtype)})[0]
-
-    return call, dtype, shape, int(session.get_outputs()[0].shape[-1])
-
-
-_ONNX_MISSING = (
-    'ONNX export needs tf2onnx and onnxruntime: pip install -e ".[onnx]" (or drop onnx from '
-    "the formats)."
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,7 +190,7 @@ def _write_onnx(model: keras.Model, out: Path, splits: Splits, calibration: int)
         import onnxruntime  # noqa: F401 - checked before the export, which needs tf2onnx too
         import tf2onnx  # noqa: F401
     except ImportError as err:
-        raise ExportFailed(_ONNX_MISSING) from err
+        raise ExportFailed(ONNX_MISSING) from err
     target = _text_parts(model, out) if takes_text(model) else model
     with warnings.catch_warnings():
         # Keras' patch of tf2onnx probes `np.object`, which NumPy 2 warns of: not the user's.

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from dlrecipes.data.folder import IMAGE_SUFFIXES
 from dlrecipes.errors import DatasetError
-from dlrecipes.exporting import Served, takes_text
+from dlrecipes.serving import Served, takes_text
 
 SHOWN_CHARS = 80  # a long text is cut to this in the plain output (JSON keeps it whole)
 
@@ -135,7 +135,7 @@ def predict(
 
     Args:
         model: a saved recipe model, taking raw strings or uint8 images, or an exported one
-            (`dlrecipes.exporting.load`: SavedModel, LiteRT, ONNX).
+            (`dlrecipes.serving.load`: SavedModel, LiteRT, ONNX).
         items: command-line inputs.
         names: the class names, in output order.
         batch_size: inputs per model call.

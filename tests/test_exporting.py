@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dlrecipes import data, exporting, predicting
+from dlrecipes import data, exporting, predicting, serving
 from dlrecipes.errors import ExportFailed
 from dlrecipes.models import text
 from tests.conftest import _digits, recipe_module
@@ -122,7 +122,7 @@ def test_predict_on_each_export_prints_what_it_prints_on_model_keras(image_expor
         got = lines(out / name)
         assert [(c, f) for c, _, f in got] == [(c, f) for c, _, f in expected], name
         assert np.allclose([p for _, p, _ in got], [p for _, p, _ in expected], atol=2e-4)
-    served = exporting.load(out / "model-int8.tflite")
+    served = serving.load(out / "model-int8.tflite")
     assert served.input_shape == (None, 28, 28, 1) and served.output_shape == (None, 10)
 
 
@@ -191,7 +191,7 @@ def test_text_exports_take_strings_or_ids_beside_their_tokenizer(text_model, sni
         assert by_format[kind]["max_abs_diff"] < 1e-4 and by_format[kind]["agreement"] == 1.0
     vocabulary = (tmp_path / "vocabulary.txt").read_text().splitlines()
     assert vocabulary[:2] == ["", "[UNK]"] and len(vocabulary) <= 500
-    served = exporting.load(tmp_path / "model.onnx")
+    served = serving.load(tmp_path / "model.onnx")
     given = ["A moving, funny film.", "Dull and far too long."]
     expected = text_model.predict(tf.constant(given), verbose=0)
     np.testing.assert_allclose(served.predict(np.array(given, dtype=object)), expected, atol=1e-5)
