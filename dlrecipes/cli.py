@@ -1,5 +1,5 @@
 """The command line every recipe exposes: `python recipes/<name>/recipe.py
-train|tune|evaluate|predict`.
+train|tune|evaluate|predict|export`.
 
 A recipe ends with `dlrecipes.cli.main(NAME, Config, train=train, tune=tune, evaluate=evaluate)`:
 its own functions are the commands, and this module parses the flags into their arguments. Every
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dlrecipes import baselines, cross_validation, predicting, reports, tuning
+from dlrecipes import baselines, cross_validation, exporting, predicting, reports, serving, tuning
 from dlrecipes.config import RECIPE_KEY, RecipeConfig, coerce, field_types, flag, strip_optional
 from dlrecipes.errors import CheckpointError, ConfigError, RecipeError, RunDirError
 from dlrecipes.field_help import field_help
@@ -42,6 +42,7 @@ class Commands:
         train: `train(config, run_dir, *, resume, export) -> RunResult`.
         tune: `tune(config, options) -> tuning.SearchResult`.
         evaluate: `evaluate(config, model_path) -> metrics` on the config's test split.
+        load_data: `load_data(config) -> Splits`, for `export` (None: no `export` command).
     """
 
     name: str
@@ -49,6 +50,7 @@ class Commands:
     train: Callable[..., RunResult]
     tune: Callable[..., Any]
     evaluate: Callable[[Any, Path], dict[str, Any]]
+    load_data: Callable[[Any], Any] | None = None
 
 
 def build_parser(
@@ -81,8 +83,12 @@ def build_parser(
     )
     train.add_argument(
         "--export",
-        action="store_true",
-        help="also write a SavedModel for serving (run_dir/saved_model)",
+        nargs="?",
+        const="saved_model",
+        default="",
+        metavar="FORMATS",
+        help="also export the model, each format checked against it on the test split: "
+        f"comma-separated, of {','.join(exporting.FORMATS)} (alone: saved_model)",
     )
     train.add_argument(
         "--hparams",
@@ -111,6 +117,18 @@ def build_parser(
         "predict", help="classify images or texts with a saved model; one line per input"
     )
     _add_predict_flags(predict)
+    if recipe.load_data is not None:
+        export = command(
+            "export",
+            help="export a finished run's model, each format checked against it on the test split",
+        )
+        export.add_argument("--model", type=Path, required=True, help="path of a model.keras")
+        export.add_argument(
+            "--format",
+            default="saved_model,litert",
+            metavar="FORMATS",
+            help=f"comma-separated, of {','.join(exporting.FORMATS)} (default: saved_model,litert)",
+        )
     return parser, commands.choices
 
 
@@ -233,18 +251,19 @@ def main(
     train: Callable[..., RunResult],
     tune: Callable[..., Any],
     evaluate: Callable[[Any, Path], dict[str, Any]],
+    load_data: Callable[[Any], Any] | None = None,
     argv: Sequence[str] | None = None,
     tuner: str = tuning.SearchOptions.tuner,
 ) -> int:
-    """Parses the command line and runs the recipe's `train`, `tune`, `evaluate` or `predict`;
-    returns the exit status.
+    """Parses the command line and runs the recipe's `train`, `tune`, `evaluate`, `predict` or
+    `export` (offered with `load_data`); returns the exit status.
 
     Expected refusals (`dlrecipes.errors.RecipeError`: bad config, unknown dataset, unusable run
     directory or checkpoint, divergence) print one line and return 2; Ctrl-C prints one line
     (for `train`, the command that resumes the run) and returns 130; anything else is a bug and
     raises with its traceback. `tuner` is `tune`'s default `--tuner`.
     """
-    recipe = Commands(name, config_class, train, tune, evaluate)
+    recipe = Commands(name, config_class, train, tune, evaluate, load_data)
     parser, subparsers = build_parser(recipe, tuner)
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # named by the subcommand's own usage, not the top-level one
@@ -256,6 +275,8 @@ def main(
             return _tune(recipe, args)
         if args.command == "predict":
             return _predict(recipe, args)
+        if args.command == "export":
+            return _export(recipe, args)
         return _evaluate(recipe, args)
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -281,7 +302,7 @@ def _interrupted(recipe: Commands, args: argparse.Namespace, run_dir: Path | Non
     )
     command = ["python", script, "train", "--run-dir", str(run_dir), "--resume"]
     command += ["--folds", str(args.folds)] if args.folds else []
-    command += ["--export"] if args.export else []
+    command += ["--export", args.export] if args.export else []
     return f"interrupted; {run_dir} keeps what was done. Continue with: {shlex.join(command)}"
 
 
@@ -294,6 +315,7 @@ def _train(recipe: Commands, args: argparse.Namespace) -> int:
             f"train --run-dir DIR --resume."
         )
     config = make_config(recipe, args)
+    export = exporting.parse_formats(args.export) if args.export else ()
     if args.folds:
         result = cross_validation.cross_validate(
             recipe.train,
@@ -302,11 +324,11 @@ def _train(recipe: Commands, args: argparse.Namespace) -> int:
             args.folds,
             args.run_dir,
             resume=args.resume,
-            export=args.export,
+            export=export,
         )
         print(cross_validation.summary_line(result.metrics))
     else:
-        result = recipe.train(config, args.run_dir, resume=args.resume, export=args.export)
+        result = recipe.train(config, args.run_dir, resume=args.resume, export=export)
         if not result.chief:  # a multi-host process other than the chief
             print(f"Worker done; the chief writes the results to {args.run_dir}.")
             return 0
@@ -363,7 +385,12 @@ def _model_config(recipe: Commands, model: Path, command: str) -> RecipeConfig:
 
 
 def _add_predict_flags(predict: argparse.ArgumentParser) -> None:
-    predict.add_argument("--model", type=Path, required=True, help="path of a model.keras")
+    predict.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help="path of a model.keras, or of an export (saved_model folder, .tflite, .onnx)",
+    )
     predict.add_argument(
         "inputs",
         nargs="+",
@@ -380,7 +407,7 @@ def _add_predict_flags(predict: argparse.ArgumentParser) -> None:
 def _predict(recipe: Commands, args: argparse.Namespace) -> int:
     inputs = " ".join(shlex.quote(i) for i in args.inputs)
     _model_config(recipe, args.model, f"predict --model {args.model} {inputs}")
-    model = load_model(args.model)
+    model = load_model(args.model) if args.model.suffix == ".keras" else serving.load(args.model)
     names, known = predicting.class_names(args.model, model.output_shape[-1])
     if not known:
         print(
@@ -390,4 +417,23 @@ def _predict(recipe: Commands, args: argparse.Namespace) -> int:
         )
     results = predicting.predict(model, args.inputs, names, batch_size=args.batch_size)
     print(predicting.as_json(results) if args.json else predicting.as_lines(results))
+    return 0
+
+
+def _export(recipe: Commands, args: argparse.Namespace) -> int:
+    """Exports a finished run's model beside it, each format checked on the run's test split;
+    the figures go into the run's `metrics.json` ("exports") and `report.md`."""
+    formats = exporting.parse_formats(args.format)
+    config = _model_config(recipe, args.model, f"export --model {args.model}")
+    model = load_model(args.model, compile=False)
+    splits = recipe.load_data(config)
+    calibration = getattr(config, "calibration", exporting.CALIBRATION)
+    rows = exporting.export(model, formats, args.model.parent, splits, calibration=calibration)
+    exporting.record(args.model.parent, rows)
+    for row in rows[1:]:
+        print(
+            f"{row['file']}: max probability difference {row['max_abs_diff']:.2g}, same class "
+            f"{row['agreement']:.2%}, test accuracy {row['accuracy']:.4f}"
+        )
+    print(args.model.parent)
     return 0

@@ -7,7 +7,7 @@ runs/<recipe>/<id>/  config.json  folds.json  report.md
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,14 @@ def cross_validate(
     run_dir: Path | None = None,
     *,
     resume: bool = False,
-    export: bool = False,
+    export: Sequence[str] = (),
 ) -> RunResult:
     """Runs `train(config_of_fold, fold_dir, resume=..., export=...)` for every fold into
     `run_dir/fold-i`, then writes the mean and spread (`folds.json`, `report.md`).
 
     Folds already finished (their metrics.json exists) are kept when resuming; a fold stopped at
     any point, even before it wrote its config.json, goes on where it stopped. With `export`,
-    every fold writes its own export.
+    every fold writes its own exports (formats from `dlrecipes.exporting.FORMATS`).
     """
     if folds < 2:
         raise ConfigError(f"--folds must be at least 2; got {folds}.")

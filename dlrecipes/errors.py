@@ -45,3 +45,7 @@ class ClusterError(RecipeError):
 class DataWarning(UserWarning):
     """Data was used with rows or files left out or changed; the message names them and is
     worded for the user (`dlrecipes.console` prints it once, as `warning: <message>`)."""
+
+
+class ExportFailed(RecipeError):
+    """An export could not be written, or does not predict what the Keras model predicts."""

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from dlrecipes.data.folder import IMAGE_SUFFIXES
 from dlrecipes.errors import DatasetError
+from dlrecipes.serving import Served, takes_text
 
 SHOWN_CHARS = 80  # a long text is cut to this in the plain output (JSON keeps it whole)
 
@@ -52,11 +53,6 @@ def class_names(model_path: str | Path, num_classes: int) -> tuple[list[str], bo
         if names and len(names) == num_classes:
             return list(names), True
     return [str(i) for i in range(num_classes)], False
-
-
-def takes_text(model: keras.Model) -> bool:
-    """Whether the model reads strings (a text model) rather than images."""
-    return keras.backend.standardize_dtype(model.inputs[0].dtype) == "string"
 
 
 def read_texts(items: Sequence[str]) -> tuple[list[str], list[str | None]]:
@@ -133,12 +129,13 @@ def read_images(files: Sequence[Path], shape: tuple[int | None, ...]) -> np.ndar
 
 
 def predict(
-    model: keras.Model, items: Sequence[str], names: Sequence[str], batch_size: int = 256
+    model: keras.Model | Served, items: Sequence[str], names: Sequence[str], batch_size: int = 256
 ) -> list[Prediction]:
     """Classifies the texts or images `items` name (see `read_texts`, `image_files`).
 
     Args:
-        model: a saved recipe model, taking raw strings or uint8 images.
+        model: a saved recipe model, taking raw strings or uint8 images, or an exported one
+            (`dlrecipes.serving.load`: SavedModel, LiteRT, ONNX).
         items: command-line inputs.
         names: the class names, in output order.
         batch_size: inputs per model call.

@@ -37,7 +37,7 @@ import os
 import shutil
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dlrecipes import backups, reports, runtime
+from dlrecipes import backups, exporting, reports, runtime
 from dlrecipes import callbacks as cb
 from dlrecipes.config import RecipeConfig
 from dlrecipes.data import Splits
@@ -421,12 +421,21 @@ class Run:
         title = f"{self.recipe}: {self.config.dataset}"
         return reports.write_report(self.dir, title, self.config.to_dict(), metrics, extra)
 
-    def export(self, model: keras.Model) -> Path:
-        """Writes a SavedModel for serving (`saved_model/`), taking the model's raw inputs."""
-        out = self.dir / "saved_model"
-        shutil.rmtree(out, ignore_errors=True)
-        model.export(str(out), verbose=False)
-        return out
+    def export(
+        self,
+        model: keras.Model,
+        splits: Splits,
+        formats: Sequence[str] = ("saved_model",),
+        *,
+        calibration: int = exporting.CALIBRATION,
+    ) -> list[dict[str, Any]]:
+        """Writes `model` for serving in `formats` beside `model.keras` (`dlrecipes.exporting`),
+        each checked against `model` on the test split; returns the figures, and adds them to
+        `metrics.json` ("exports") and `report.md`. Call it after `finish`: a format that fails
+        its check (`ExportFailed`) leaves the run finished."""
+        rows = exporting.export(model, formats, self.dir, splits, calibration=calibration)
+        exporting.record(self.dir, rows)
+        return rows
 
     def finish(self, metrics: dict[str, Any]) -> RunResult:
         """Writes `metrics.json`, last, and deletes the backup: the run is finished."""

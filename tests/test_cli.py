@@ -298,6 +298,7 @@ def test_ctrl_c_during_training_prints_the_resume_command_and_exits_130(digits, 
         str(run_dir),
         "--resume",
         "--export",
+        "saved_model",
     ]
     assert (run_dir / "config.json").exists() and not (run_dir / "metrics.json").exists()
 

@@ -131,7 +131,8 @@ def test_killed_interrupted_and_resumed_runs_lose_nothing_and_repeat_nothing(rec
     message = err.strip().splitlines()[-1]
     assert message.startswith(f"interrupted; {run_dir} keeps what was done. Continue with: ")
     command = shlex.split(message.split("Continue with: ", 1)[1])
-    assert command[2:] == ["train", "--run-dir", str(run_dir), "--resume", "--export"]
+    resumes = ["train", "--run-dir", str(run_dir), "--resume", "--export", "saved_model"]
+    assert command[2:] == resumes
 
     # 3. The printed command, as printed, completes the run.
     done = run_cli(*command[1:], timeout=WAIT)
@@ -157,11 +158,13 @@ def _check_export(recipe: str, run_dir: Path) -> None:
     inputs, _ = next(iter(module.load_data(config).test))
     keras_model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     expected = keras_model.predict(inputs, verbose=0)
-    saved_model = run_dir / ("export/saved_model" if recipe == "pruning" else "saved_model")
-    loaded = tf.saved_model.load(str(saved_model))  # kept: its variables die with it
+    loaded = tf.saved_model.load(str(run_dir / "saved_model"))  # kept: its variables die with it
     served = loaded.serve(inputs)
     np.testing.assert_allclose(np.asarray(served), expected, atol=1e-5)
     assert (np.asarray(served).argmax(-1) == expected.argmax(-1)).all()
+    # The export's own check, on the whole test split, is in metrics.json.
+    checked = json.loads((run_dir / "metrics.json").read_text())["exports"][1]
+    assert checked["format"] == "saved_model" and checked["agreement"] == 1.0, checked
 
 
 @pytest.mark.parametrize("recipe", list(FLAGS))

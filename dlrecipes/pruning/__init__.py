@@ -6,8 +6,8 @@
 - `strip`: `strip(model)` -> a plain model with the zeros in place, no masks, no optimizer state.
 - `stats`: per-layer `sparsity_report`, parameter and non-zero `count`, `flops`.
 - `structured`: `narrow(model, fraction)` -> a physically narrower model; `resize` for a fresh one.
-- `measure`, `compare`, `litert`: gzip size and CPU speed, models side by side, TFLite exports
-  (float or int8) run by the LiteRT interpreter.
+- `measure`, `compare`: gzip size and CPU speed, models side by side (TFLite latency too); the
+  kept model's exports go through `dlrecipes.exporting`, as every recipe's do.
 """
 
 from dlrecipes.pruning.magnitude import MagnitudePruning, MaskConstraint, prune_low_magnitude

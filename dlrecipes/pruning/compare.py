@@ -1,10 +1,9 @@
-"""Pruned models side by side: accuracy, size, compute and speed in one row each, a plot, the
-report's sections, and the exports of the model kept."""
+"""Pruned models side by side: accuracy, size, compute and speed in one row each, a plot, and
+the report's sections."""
 
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -13,8 +12,9 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
+from dlrecipes import litert
 from dlrecipes.data import Splits
-from dlrecipes.pruning import litert, measure, stats
+from dlrecipes.pruning import measure, stats
 from dlrecipes.pruning.stats import sparsity_report
 
 # The comparison's columns, in the report and on the console.
@@ -196,46 +196,8 @@ def plot_accuracy_vs_size(rows: Sequence[dict], out: Path) -> None:
     fig.savefig(out, dpi=100)
 
 
-def exports(model: keras.Model, run_dir: Path, splits: Splits, calibration: int) -> list[dict]:
-    """Writes the kept model as .keras, SavedModel, TFLite and int8 TFLite (calibrated on
-    `calibration` training images) into `run_dir/export/`, each scored on the test split (the
-    TFLite files through the LiteRT interpreter); one row per format."""
-    out = run_dir / "export"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
-    x, y = arrays(splits.test)
-    rows = []
-    shutil.copy(run_dir / "model.keras", out / "model.keras")
-    rows.append({"format": "keras", "accuracy": accuracy(model, x, y)})
-    model.export(str(out / "saved_model"), verbose=False)
-    served = tf.saved_model.load(str(out / "saved_model"))
-    batches = range(0, len(x), 256)
-    probs = np.concatenate([served.serve(tf.constant(x[i : i + 256])) for i in batches])
-    rows.append({"format": "saved_model", "accuracy": float((probs.argmax(-1) == y).mean())})
-    calibrate = arrays(splits.train)[0][:calibration]
-    for name, images in (("model.tflite", None), ("model-int8.tflite", calibrate)):
-        try:
-            litert.export(model, out / name, images)
-            predicted = litert.predict(out / name, x).argmax(-1)
-        except Exception as err:  # noqa: BLE001 - converter and interpreter raise many kinds
-            # e.g. string inputs: TFLite needs TensorFlow ops the LiteRT interpreter lacks.
-            message = str(err).strip().splitlines()[-1][:200]
-            rows.append({"format": name, "error": f"{type(err).__name__}: {message}"})
-            continue
-        rows.append({"format": name, "accuracy": float((predicted == y).mean())})
-    paths = ["model.keras", "saved_model", "model.tflite", "model-int8.tflite"]
-    dense_kb = measure.gzip_size(run_dir / "dense" / "model.keras") / 1024
-    for row, path in zip(rows, paths, strict=True):
-        if (out / path).exists():
-            row["file"] = f"export/{path}"
-            row["bytes"] = measure.file_size(out / path)
-            row["gzip_kb"] = measure.gzip_size(out / path) / 1024
-            row["smaller_than_dense"] = dense_kb / row["gzip_kb"]
-    return rows
-
-
-def report(rows: Sequence[dict], best: dict, metrics: dict, model: keras.Model) -> str:
-    """The report's sections: every model, the exports (if any), the kept model's sparsity."""
+def report(rows: Sequence[dict], best: dict, model: keras.Model) -> str:
+    """The report's sections: every model, the kept model's sparsity (its exports: `run.export`)."""
     lines = [
         f"## Every model (best pruned: {best['model']}, this run's model.keras)",
         "",
@@ -244,17 +206,6 @@ def report(rows: Sequence[dict], best: dict, metrics: dict, model: keras.Model) 
         "![accuracy against size](accuracy_vs_size.png)",
         "",
     ]
-    if metrics.get("exports"):
-        lines += [
-            "## Exports of the best pruned model (accuracy on the test split; TFLite files run "
-            "by the LiteRT interpreter)",
-            "",
-            table(
-                metrics["exports"],
-                ["format", "file", "accuracy", "bytes", "gzip_kb", "smaller_than_dense"],
-            ),
-            "",
-        ]
     lines += [
         "## Per-layer sparsity of the best pruned model",
         "",

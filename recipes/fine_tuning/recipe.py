@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, ClassVar
@@ -341,7 +342,7 @@ def fit(
 
 
 def train(
-    config: Config, run_dir: Path | None = None, *, resume: bool = False, export: bool = False
+    config: Config, run_dir: Path | None = None, *, resume: bool = False, export: Sequence[str] = ()
 ) -> dlrecipes.RunResult:
     if config.study:  # fine-tuned against from scratch, at each label count, over seeds
         arms = {"fine-tuned": {}, "from scratch": {"from_scratch": True}}
@@ -366,9 +367,11 @@ def train(
             baseline = baselines.bag_of_words(splits)  # TF-IDF + logistic regression
             metrics["baseline"] = baselines.compare(baseline, metrics["accuracy"])
         run.report(metrics, splits.info.class_names)  # curves.png, confusion.png, report.md
-        if export:
-            run.export(model)  # a SavedModel taking the raw inputs (strings or uint8 images)
-        return run.finish(metrics)  # metrics.json, written last
+        result = run.finish(metrics)  # metrics.json: the run is finished
+        if export:  # SavedModel, LiteRT, ONNX, on the raw inputs
+            # each checked against `model` on the test split; figures into metrics.json, report.md
+            metrics["exports"] = run.export(model, splits, export)
+        return result
 
 
 def evaluate(config: Config, model_path: Path) -> dict:
@@ -408,7 +411,14 @@ def tune(config: Config, options: tuning.SearchOptions) -> tuning.SearchResult:
 
 def main(argv: list[str] | None = None) -> int:
     return dlrecipes.cli.main(
-        NAME, Config, train=train, tune=tune, evaluate=evaluate, argv=argv, tuner="bayesian"
+        NAME,
+        Config,
+        train=train,
+        tune=tune,
+        evaluate=evaluate,
+        load_data=load_data,
+        argv=argv,
+        tuner="bayesian",
     )
 
 

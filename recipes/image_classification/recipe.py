@@ -16,6 +16,7 @@ folder:PATH` runs the same recipe on a TFDS catalog set (downloaded once) or on 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -171,7 +172,7 @@ def fit(
 
 
 def train(
-    config: Config, run_dir: Path | None = None, *, resume: bool = False, export: bool = False
+    config: Config, run_dir: Path | None = None, *, resume: bool = False, export: Sequence[str] = ()
 ) -> dlrecipes.RunResult:
     # The run directory is claimed only once data and model are ready, so a refusal leaves nothing.
     run = dlrecipes.Run(NAME, config, run_dir, resume=resume)
@@ -186,9 +187,11 @@ def train(
         model = run.save(run.best_model())  # model.keras: the best epoch, weights averaged
         metrics = run.evaluate(model, splits)
         run.report(metrics, splits.info.class_names)  # curves.png, confusion.png, report.md
-        if export:
-            run.export(model)  # a SavedModel taking uint8 images
-        return run.finish(metrics)  # metrics.json, written last
+        result = run.finish(metrics)  # metrics.json: the run is finished
+        if export:  # saved_model, litert (float and int8), onnx
+            # each checked against `model` on the test split; figures into metrics.json, report.md
+            metrics["exports"] = run.export(model, splits, export)
+        return result
 
 
 def evaluate(config: Config, model_path: Path) -> dict:
@@ -224,7 +227,9 @@ def tune(config: Config, options: tuning.SearchOptions) -> tuning.SearchResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return dlrecipes.cli.main(NAME, Config, train=train, tune=tune, evaluate=evaluate, argv=argv)
+    return dlrecipes.cli.main(
+        NAME, Config, train=train, tune=tune, evaluate=evaluate, load_data=load_data, argv=argv
+    )
 
 
 if __name__ == "__main__":

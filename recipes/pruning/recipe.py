@@ -16,8 +16,10 @@ reuses it. From it, one run makes and compares, each in its own folder of the ru
 - a small dense model with as many non-zero weights as the `--baseline-sparsity` one, trained
   from scratch the way the source model was, then fine-tuned like the others;
 and for each: accuracy, parameters, non-zeros, FLOPs, gzip size, CPU latency and throughput. The
-best pruned model becomes the run's `model.keras`; `--export` writes it as a SavedModel, TFLite
-and int8 TFLite, each scored on the test split. A stopped run resumes inside the fit it was in.
+best pruned model becomes the run's `model.keras`; `--export saved_model,litert,onnx` writes it as
+a SavedModel, TFLite, int8 TFLite and ONNX, each checked against it on the test split, through
+the export code every recipe uses (`dlrecipes.exporting`). A stopped run resumes inside the fit
+it was in.
 
 `tune` is not offered: this recipe compares its settings side by side in `train`; tune the
 source model with its own recipe.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -254,7 +257,7 @@ def make(variant: variants.Variant, config: Config, splits: data.Splits, run: dl
 
 
 def train(
-    config: Config, run_dir: Path | None = None, *, resume: bool = False, export: bool = False
+    config: Config, run_dir: Path | None = None, *, resume: bool = False, export: Sequence[str] = ()
 ) -> dlrecipes.RunResult:
     if cluster.task(config.strategy) is not None or config.fold is not None:
         raise ConfigError(
@@ -291,11 +294,12 @@ def train(
         shutil.copy(run.dir / best["model"] / "history.csv", run.dir / "history.csv")
         metrics = run.evaluate(model, splits)
         metrics |= {"best": best["model"], "models": rows}
-        if export:
-            metrics["exports"] = compare.exports(model, run.dir, splits, config.calibration)
         compare.print_rows(rows)
-        run.report(metrics, splits.info.class_names, compare.report(rows, best, metrics, model))
-        return run.finish(metrics)
+        run.report(metrics, splits.info.class_names, compare.report(rows, best, model))
+        result = run.finish(metrics)  # metrics.json: the run is finished
+        if export:  # the best pruned model, through the export every recipe uses
+            metrics["exports"] = run.export(model, splits, export, calibration=config.calibration)
+        return result
 
 
 def evaluate(config: Config, model_path: Path) -> dict:
@@ -311,7 +315,9 @@ def tune(config: Config, options) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return dlrecipes.cli.main(NAME, Config, train=train, tune=tune, evaluate=evaluate, argv=argv)
+    return dlrecipes.cli.main(
+        NAME, Config, train=train, tune=tune, evaluate=evaluate, load_data=load_data, argv=argv
+    )
 
 
 if __name__ == "__main__":

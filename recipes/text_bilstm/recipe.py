@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, ClassVar
@@ -327,7 +328,7 @@ def fit(
 
 
 def train(
-    config: Config, run_dir: Path | None = None, *, resume: bool = False, export: bool = False
+    config: Config, run_dir: Path | None = None, *, resume: bool = False, export: Sequence[str] = ()
 ) -> dlrecipes.RunResult:
     # The run directory is claimed only once data and model are ready, so a refusal leaves nothing.
     run = dlrecipes.Run(NAME, config, run_dir, resume=resume)
@@ -353,9 +354,11 @@ def train(
             metrics["distillation"] = teacher.compare(model, splits, y_prob)
             extra = teacher.report(metrics["distillation"]) + "\n\n" + extra
         run.report(metrics, splits.info.class_names, extra)  # curves, confusion, report.md
-        if export:
-            run.export(model)  # a SavedModel taking raw strings
-        return run.finish(metrics)  # metrics.json, written last
+        result = run.finish(metrics)  # metrics.json: the run is finished
+        if export:  # a SavedModel on strings; LiteRT/ONNX on ids + tokenizer.keras
+            # each checked against `model` on the test split; figures into metrics.json, report.md
+            metrics["exports"] = run.export(model, splits, export)
+        return result
 
 
 def evaluate(config: Config, model_path: Path) -> dict:
@@ -394,7 +397,9 @@ def tune(config: Config, options: tuning.SearchOptions) -> tuning.SearchResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return dlrecipes.cli.main(NAME, Config, train=train, tune=tune, evaluate=evaluate, argv=argv)
+    return dlrecipes.cli.main(
+        NAME, Config, train=train, tune=tune, evaluate=evaluate, load_data=load_data, argv=argv
+    )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ def trained(tmp_path_factory) -> tuple:
     run_dir = tmp_path_factory.mktemp("image") / "run"
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["TFDS_DATA_DIR"] = str(tmp_path_factory.mktemp("unprepared"))
-    proc = run_cli(RECIPE, "train", "--tiny", "--export", "--run-dir", run_dir, env=env)
+    export = ["--export", "saved_model,litert,onnx"]
+    proc = run_cli(RECIPE, "train", "--tiny", *export, "--run-dir", run_dir, env=env)
     return run_dir, proc
 
 
@@ -98,11 +99,22 @@ def test_saved_model_reloads_in_safe_mode_and_reads_raw_digits(trained):
 
 
 @pytest.mark.slow
-def test_export_serves_raw_uint8(trained):
+def test_every_export_serves_raw_uint8_and_was_checked_on_the_test_split(trained):
     run_dir, _ = trained
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    rows = {row["format"]: row for row in metrics["exports"]}
+    assert list(rows) == ["keras", "saved_model", "litert", "litert-int8", "onnx"]
+    for kind in ("saved_model", "litert", "onnx"):
+        assert rows[kind]["agreement"] == 1.0 and rows[kind]["max_abs_diff"] < 1e-4, rows[kind]
+    assert rows["litert-int8"]["accuracy"] > metrics["accuracy"] - 0.05
+    assert (
+        "| litert-int8 | model-int8.tflite | uint8 images |" in (run_dir / "report.md").read_text()
+    )
     served = tf.saved_model.load(str(run_dir / "saved_model"))
-    out = served.serve(tf.zeros((2, 28, 28, 1), tf.uint8))
-    assert tuple(out.shape) == (2, 10)
+    images = read_idx(next(MNIST_TEST_DIR.glob("*images*")))[:200, ..., None]
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    expected = model.predict(images, verbose=0)
+    np.testing.assert_allclose(served.serve(tf.constant(images)), expected, atol=1e-5)
 
 
 @pytest.mark.slow

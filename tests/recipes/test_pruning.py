@@ -29,7 +29,7 @@ def test_tiny_run_compares_every_variant_and_exports_the_best(tmp_path, monkeypa
     monkeypatch.setenv("DLRECIPES_CACHE", str(tmp_path / "cache"))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert MAIN("train", "--tiny", "--export", "--run-dir", run_dir) == 0
+        assert MAIN("train", "--tiny", "--export", "saved_model,litert", "--run-dir", run_dir) == 0
     stdout = out.getvalue()
     assert stdout.strip().splitlines()[-1] == str(run_dir)
     cache = tmp_path / "cache" / "pruning" / "image_classification-tiny"
@@ -58,13 +58,17 @@ def test_tiny_run_compares_every_variant_and_exports_the_best(tmp_path, monkeypa
     for row in rows.values():
         assert 0.5 < row["test_accuracy"] <= 1 and row["latency_ms"] > 0, row
         assert row["throughput"] > 0 and row["tflite_latency_ms"] > 0, row
+    # The best pruned model's exports: the code every recipe exports with.
     exports = {row["format"]: row for row in metrics["exports"]}
-    assert set(exports) == {"keras", "saved_model", "model.tflite", "model-int8.tflite"}
+    assert list(exports) == ["keras", "saved_model", "litert", "litert-int8"]
     for row in exports.values():
         assert abs(row["accuracy"] - metrics["accuracy"]) < 0.03, row
-    assert exports["model-int8.tflite"]["bytes"] < 0.5 * exports["model.tflite"]["bytes"]
+        assert (run_dir / row["file"]).exists(), row
+    assert exports["litert"]["max_abs_diff"] < 1e-4 and exports["litert"]["agreement"] == 1.0
+    assert exports["litert-int8"]["bytes"] < 0.5 * exports["litert"]["bytes"]
     report = (run_dir / "report.md").read_text()
     assert "structured-50" in report and "Per-layer sparsity" in report
+    assert "| litert-int8 | model-int8.tflite | uint8 images |" in report
 
     # The exported model: plain Keras, and `evaluate` scores it on the official split.
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)

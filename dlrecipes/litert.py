@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import keras
@@ -47,25 +47,32 @@ def export(
     return path
 
 
-def predict(path: str | Path, inputs: np.ndarray, batch: int = 256) -> np.ndarray:
-    """The outputs of a `.tflite` model for `inputs`, run by the LiteRT interpreter."""
+def runner(path: str | Path) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from a batch of inputs to the outputs of the `.tflite` model at `path` (int8
+    outputs dequantized), run by one LiteRT interpreter resized to each batch size it meets."""
     interpreter = Interpreter(model_path=str(path))
     given = interpreter.get_input_details()[0]
     taken = interpreter.get_output_details()[0]
-    outputs = []
-    size = None
-    for start in range(0, len(inputs), batch):
-        chunk = inputs[start : start + batch]
-        if len(chunk) != size:
-            size = len(chunk)
-            interpreter.resize_tensor_input(given["index"], [size, *chunk.shape[1:]])
+    shape: list[tuple[int, ...]] = []
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        if shape != [batch.shape]:
+            shape[:] = [batch.shape]
+            interpreter.resize_tensor_input(given["index"], list(batch.shape))
             interpreter.allocate_tensors()
-        interpreter.set_tensor(given["index"], chunk.astype(given["dtype"]))
+        interpreter.set_tensor(given["index"], batch.astype(given["dtype"]))
         interpreter.invoke()
         out = interpreter.get_tensor(taken["index"])
         scale, zero = taken["quantization"]
-        outputs.append((out.astype(np.float32) - zero) * scale if scale else out)
-    return np.concatenate(outputs)
+        return (out.astype(np.float32) - zero) * scale if scale else out
+
+    return run
+
+
+def predict(path: str | Path, inputs: np.ndarray, batch: int = 256) -> np.ndarray:
+    """The outputs of a `.tflite` model for `inputs`, run by the LiteRT interpreter."""
+    run = runner(path)
+    return np.concatenate([run(inputs[i : i + batch]) for i in range(0, len(inputs), batch)])
 
 
 def interleaved_latency(
