@@ -186,6 +186,7 @@ def test_the_end_to_end_model_predicts_what_the_token_path_does_on_real_snippets
     """The saved model (strings in, fixed padding) against the training-time path (ids from
     the tf.data pipeline, grouped by length, each batch padded to its longest), reloaded in a
     process that imports Keras alone."""
+    keras.utils.set_random_seed(0)  # whatever ran before in this worker
     splits = data.load_text("rt_snippets")
     train = splits.train.take(512)
     adapt = train.map(lambda t, y: t)
