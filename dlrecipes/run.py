@@ -52,8 +52,8 @@ from dlrecipes.data import Splits
 from dlrecipes.errors import ConfigError, RecipeError, RunDirError
 from dlrecipes.evaluation import test_metrics
 from dlrecipes.multihost import cluster
+from dlrecipes.plurals import count
 from dlrecipes.saving import load_model, save_atomic
-from dlrecipes.wording import count
 
 
 @dataclasses.dataclass

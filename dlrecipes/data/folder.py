@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from dlrecipes.data.splits import DataInfo, Splits
 from dlrecipes.errors import DatasetError, DataWarning
-from dlrecipes.wording import count
+from dlrecipes.plurals import count
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 

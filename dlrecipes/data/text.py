@@ -27,7 +27,7 @@ from dlrecipes.data.folds import apply_fold
 from dlrecipes.data.labelled import dedupe, stratified_split
 from dlrecipes.data.splits import DataInfo, Splits
 from dlrecipes.errors import DatasetError, DataWarning
-from dlrecipes.wording import count
+from dlrecipes.plurals import count
 
 TEXT_SOURCES: dict[str, TfdsSource] = {
     "rt_snippets": TfdsSource(train="train", validation="validation", test="test", embedded=True),
