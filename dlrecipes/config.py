@@ -101,6 +101,13 @@ class RecipeConfig:
                 raise ConfigError(f"{name} must not be negative; got {getattr(self, name)}.")
         if self.backup_steps < 0:
             raise ConfigError(f"backup_steps must not be negative; got {self.backup_steps}.")
+        size = getattr(self, "image_size", None)  # the recipes that read images
+        if size is not None and (len(size) != 2 or min(size) < 1):
+            shown = ",".join(map(str, size))
+            raise ConfigError(
+                f"--image-size {shown} is not a height and a width: give two sizes of at least "
+                "1 pixel (--image-size 64,64)."
+            )
 
     def follow_inputs(self, given: AbstractSet[str]) -> tuple[dict[str, Any], str]:
         """Defaults that follow what the config reads (a recipe's own rule, e.g. the kind of

@@ -150,3 +150,11 @@ def test_fine_tuning_takes_enough_steps_on_few_texts(long_texts, capsys):
         "fine_tuning", "--base", "tiny-bert", "--dataset", f"csv:{long_texts}", "--epochs", "3"
     )
     assert given.epochs == 3 and given.sequence_length == config.sequence_length
+
+
+@pytest.mark.parametrize("size", [(64,), (0, 0), (28, 0), (8, 8, 8)])
+def test_an_image_size_that_is_not_a_height_and_a_width_is_refused_in_one_line(size):
+    config_class = recipe_module("image_classification").Config
+    with pytest.raises(ConfigError, match=r"--image-size .* is not a height and a width"):
+        config_class(image_size=size).validate()
+    config_class(image_size=(8, 8)).validate()
