@@ -147,3 +147,38 @@ def op_determinism():
     from tensorflow.python.framework import config
 
     config.disable_op_determinism()
+
+
+# A fresh process that imports Keras alone (no dlrecipes), loads the model in safe mode and its
+# SavedModel export, and compares both with what the test expects.
+_KERAS_ALONE = """
+import json, sys
+from pathlib import Path
+import keras, numpy as np, tensorflow as tf
+folder = Path(sys.argv[1])
+model = keras.saving.load_model(folder / "model.keras", safe_mode=True)
+assert "dlrecipes" not in sys.modules
+texts = np.array(json.loads((folder / "texts.json").read_text()), dtype=object)
+expected = np.load(folder / "expected.npy")
+np.testing.assert_allclose(model.predict(texts, verbose=0), expected, rtol=1e-5, atol=1e-6)
+{imports}
+served = tf.saved_model.load(str(folder / "saved_model"))
+np.testing.assert_allclose(served.serve(tf.constant(texts)), expected, rtol=1e-5, atol=1e-6)
+"""
+
+
+def reloaded_in_keras_alone(
+    model, texts: list[str], expected, folder: Path, *, imports: str = ""
+) -> None:
+    """Saves `model` (raw strings in) as `model.keras` and a SavedModel in `folder`; then a fresh
+    process that imports Keras alone loads both in safe mode and checks they give `expected` on
+    `texts`. `imports`: what the SavedModel's ops need first (`import tensorflow_text`)."""
+    import json
+
+    import numpy as np
+
+    model.save(folder / "model.keras")
+    model.export(str(folder / "saved_model"), verbose=False)
+    np.save(folder / "expected.npy", expected)
+    (folder / "texts.json").write_text(json.dumps(texts))
+    run_cli("-c", _KERAS_ALONE.format(imports=imports), folder)

@@ -5,8 +5,6 @@ reloads."""
 
 from __future__ import annotations
 
-import json
-
 import keras
 import numpy as np
 import pytest
@@ -16,7 +14,7 @@ from dlrecipes import data, optimizers
 from dlrecipes.config import RecipeConfig
 from dlrecipes.data import tokens
 from dlrecipes.models import text
-from tests.conftest import run_cli
+from tests.conftest import reloaded_in_keras_alone
 
 TRAIN = ["a truly great film", "great acting and a great story", "dull and boring", "boring mess"]
 LABELS = [1, 1, 0, 0]
@@ -210,28 +208,7 @@ def test_the_end_to_end_model_predicts_what_the_token_path_does_on_real_snippets
         strings.predict(tf.constant(texts), verbose=0), token_path, rtol=1e-5, atol=1e-6
     )
     assert token_path[:, 0].std() > 0.01  # the model tells texts apart
-    strings.save(tmp_path / "model.keras")
-    strings.export(str(tmp_path / "saved_model"), verbose=False)
-    np.save(tmp_path / "expected.npy", token_path)
-    (tmp_path / "texts.json").write_text(json.dumps(texts))
-    run_cli("-c", LOAD_AND_COMPARE, tmp_path)
-
-
-# A fresh process that imports Keras alone (no dlrecipes), loads in safe mode and compares; the
-# SavedModel export too.
-LOAD_AND_COMPARE = """
-import json, sys
-from pathlib import Path
-import keras, numpy as np, tensorflow as tf
-folder = Path(sys.argv[1])
-model = keras.saving.load_model(folder / "model.keras", safe_mode=True)
-assert "dlrecipes" not in sys.modules
-texts = np.array(json.loads((folder / "texts.json").read_text()), dtype=object)
-expected = np.load(folder / "expected.npy")
-np.testing.assert_allclose(model.predict(texts, verbose=0), expected, rtol=1e-5, atol=1e-6)
-served = tf.saved_model.load(str(folder / "saved_model"))
-np.testing.assert_allclose(served.serve(tf.constant(texts)), expected, rtol=1e-5, atol=1e-6)
-"""
+    reloaded_in_keras_alone(strings, texts, token_path, tmp_path)
 
 
 @pytest.mark.parametrize("builder", [text.recurrent_classifier, text.transformer_classifier])

@@ -20,7 +20,7 @@ from dlrecipes.config import RecipeConfig
 from dlrecipes.data import DataInfo, tokens, word_vectors
 from dlrecipes.errors import CheckpointError, ConfigError, WeightsUnavailable
 from dlrecipes.models import bases, text, transfer, vision
-from tests.conftest import run_cli
+from tests.conftest import reloaded_in_keras_alone
 
 TEXT_INFO = DataInfo("texts", ("fresh", "rotten"), ())
 DIGITS_INFO = DataInfo("digits", tuple("0123456789"), (8, 8, 1))
@@ -189,29 +189,7 @@ def test_the_bert_behind_its_tokenizer_predicts_what_the_token_path_does(tmp_pat
     compiled = text.end_to_end(tokenizer, model)
     _compile(compiled, RecipeConfig(jit=True), 1)
     assert compiled.jit_compile is False
-    strings.save(tmp_path / "model.keras")
-    strings.export(str(tmp_path / "saved_model"), verbose=False)
-    np.save(tmp_path / "expected.npy", token_path)
-    (tmp_path / "texts.json").write_text(json.dumps(texts))
-    run_cli("-c", LOAD_AND_COMPARE, tmp_path)
-
-
-# A fresh process that imports Keras alone (no dlrecipes), loads in safe mode and compares; the
-# SavedModel export too.
-LOAD_AND_COMPARE = """
-import json, sys
-from pathlib import Path
-import keras, numpy as np, tensorflow as tf
-folder = Path(sys.argv[1])
-model = keras.saving.load_model(folder / "model.keras", safe_mode=True)
-assert "dlrecipes" not in sys.modules
-texts = np.array(json.loads((folder / "texts.json").read_text()), dtype=object)
-expected = np.load(folder / "expected.npy")
-np.testing.assert_allclose(model.predict(texts, verbose=0), expected, rtol=1e-5, atol=1e-6)
-import tensorflow_text  # registers the WordPiece ops the SavedModel holds
-served = tf.saved_model.load(str(folder / "saved_model"))
-np.testing.assert_allclose(served.serve(tf.constant(texts)), expected, rtol=1e-5, atol=1e-6)
-"""
+    reloaded_in_keras_alone(strings, texts, token_path, tmp_path, imports="import tensorflow_text")
 
 
 @pytest.mark.slow
