@@ -182,3 +182,15 @@ def reloaded_in_keras_alone(
     np.save(folder / "expected.npy", expected)
     (folder / "texts.json").write_text(json.dumps(texts))
     run_cli("-c", _KERAS_ALONE.format(imports=imports), folder)
+
+
+def compile_as_recipes(model, config, steps: int) -> None:
+    """Compiles as the recipes' `fit` does: the config's optimizer, XLA as the config asks."""
+    from dlrecipes import optimizers
+
+    model.compile(
+        optimizer=optimizers.optimizer(config, steps),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=bool(config.jit),
+    )

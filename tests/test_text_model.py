@@ -10,24 +10,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dlrecipes import data, optimizers
+from dlrecipes import data
 from dlrecipes.config import RecipeConfig
 from dlrecipes.data import tokens
 from dlrecipes.models import text
-from tests.conftest import reloaded_in_keras_alone
+from tests.conftest import compile_as_recipes, reloaded_in_keras_alone
 
 TRAIN = ["a truly great film", "great acting and a great story", "dull and boring", "boring mess"]
 LABELS = [1, 1, 0, 0]
-
-
-def _compile(model: keras.Model, config: RecipeConfig, steps: int) -> None:
-    """Compiles as the recipes' `fit` does: the config's optimizer, XLA as the config asks."""
-    model.compile(
-        optimizer=optimizers.optimizer(config, steps),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=bool(config.jit),
-    )
 
 
 def _texts(items: list[str]) -> tf.data.Dataset:
@@ -168,7 +158,7 @@ def test_classifiers_on_token_ids_train_with_xla_and_learn(recwarn, builder, kwa
     vectorize = _vectorizer()
     model = builder(2, vectorize, embedding_dim=8, dropout=0.0, spatial_dropout=0.0, **kwargs)
     config = RecipeConfig(jit=True, optimizer="adam", learning_rate=0.05, schedule="constant")
-    _compile(model, config, 1)
+    compile_as_recipes(model, config, 1)
     assert model.jit_compile is True  # no string op left in the model: XLA compiles its step
     pairs = tf.data.Dataset.from_tensor_slices((TRAIN, LABELS))
     ds = tokens.batches(pairs, vectorize, 4, training=False, boundaries=[9], pad_to_boundary=True)

@@ -15,12 +15,12 @@ import pytest
 import safetensors.numpy
 import tensorflow as tf
 
-from dlrecipes import data, optimizers
+from dlrecipes import data
 from dlrecipes.config import RecipeConfig
 from dlrecipes.data import DataInfo, tokens, word_vectors
 from dlrecipes.errors import CheckpointError, ConfigError, WeightsUnavailable
 from dlrecipes.models import bases, text, transfer, vision
-from tests.conftest import reloaded_in_keras_alone
+from tests.conftest import compile_as_recipes, reloaded_in_keras_alone
 
 TEXT_INFO = DataInfo("texts", ("fresh", "rotten"), ())
 DIGITS_INFO = DataInfo("digits", tuple("0123456789"), (8, 8, 1))
@@ -29,16 +29,6 @@ SENTENCES = [
     "Dull and far too long; I wanted my two hours back!",
     "Unwatchable.",
 ]
-
-
-def _compile(model: keras.Model, config: RecipeConfig, steps: int) -> None:
-    """Compiles as the recipes' `fit` does: the config's optimizer, XLA as the config asks."""
-    model.compile(
-        optimizer=optimizers.optimizer(config, steps),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=bool(config.jit),
-    )
 
 
 def features(model: keras.Model) -> keras.Model:
@@ -140,7 +130,7 @@ def test_a_bert_classifier_on_token_ids_trains_with_xla(recwarn, snippets):
     base = bases.load("tiny-bert")
     model = transfer.classifier(base, TEXT_INFO, dropout=0.0)
     config = RecipeConfig(jit=True, optimizer="adam", learning_rate=3e-3, schedule="constant")
-    _compile(model, config, 8)
+    compile_as_recipes(model, config, 8)
     assert model.jit_compile is True  # no string op in the model: XLA compiles its step
     # One length group padded to its boundary: one shape, one compilation.
     train = tokens.batches(
@@ -187,7 +177,7 @@ def test_the_bert_behind_its_tokenizer_predicts_what_the_token_path_does(tmp_pat
     assert token_path[:, 0].std() > 1e-3  # texts get different outputs
     # Asked for XLA, a model holding the tokenizer's string ops is compiled without it.
     compiled = text.end_to_end(tokenizer, model)
-    _compile(compiled, RecipeConfig(jit=True), 1)
+    compile_as_recipes(compiled, RecipeConfig(jit=True), 1)
     assert compiled.jit_compile is False
     reloaded_in_keras_alone(strings, texts, token_path, tmp_path, imports="import tensorflow_text")
 
