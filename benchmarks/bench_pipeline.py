@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import time
 
-from common import EpochClock, load_recipe, write_result
+from common import EpochClock, compiled_model, load_recipe, write_result
 
-from dlrecipes import data, optimizers, runtime
+from dlrecipes import runtime
 
 EPOCHS = 3
 
@@ -26,14 +26,7 @@ def main() -> None:
             pass
     pipeline_rate = EPOCHS * n / (time.perf_counter() - start)
 
-    steps = data.count_batches(splits.train)
-    model = module.build_model(config, splits.info)
-    model.compile(  # as the recipe's `fit` compiles it
-        optimizer=optimizers.optimizer(config, steps),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=runtime.use_jit(config.jit),
-    )
+    model = compiled_model(module, config, splits)
     clock = EpochClock()
     model.fit(splits.train, epochs=EPOCHS, callbacks=[clock], verbose=0)
     steady = (clock.elapsed - clock.points[0][1]) / (EPOCHS - 1)

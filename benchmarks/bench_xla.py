@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from common import EpochClock, load_recipe, write_result
+from common import EpochClock, compiled_model, load_recipe, write_result
 
-from dlrecipes import data, optimizers, runtime
+from dlrecipes import runtime
 
 EPOCHS = 3
 
@@ -19,14 +19,7 @@ def measure(module, jit: bool) -> EpochClock:
     runtime.seed_everything(0)
     config = dataclasses.replace(module.Config(), epochs=EPOCHS, jit=jit)
     splits = module.load_data(config)
-    steps = data.count_batches(splits.train)
-    model = module.build_model(config, splits.info)
-    model.compile(  # as the recipe's `fit` compiles it
-        optimizer=optimizers.optimizer(config, steps),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=runtime.use_jit(config.jit),
-    )
+    model = compiled_model(module, config, splits)
     clock = EpochClock()
     model.fit(splits.train, epochs=EPOCHS, callbacks=[clock], verbose=0)
     return clock

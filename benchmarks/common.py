@@ -148,3 +148,18 @@ def accuracy_probe(images, labels, rescale: bool = False):
         return float((model.predict(x, batch_size=1000, verbose=0).argmax(-1) == labels).mean())
 
     return probe
+
+
+def compiled_model(module, config, splits) -> keras.Model:
+    """The recipe's model, compiled as the recipe's `fit` compiles it (optimizer, loss, metrics,
+    XLA as the config and device ask), for benchmarks that time `fit` themselves."""
+    from dlrecipes import data, optimizers, runtime
+
+    model = module.build_model(config, splits.info)
+    model.compile(
+        optimizer=optimizers.optimizer(config, data.count_batches(splits.train)),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=runtime.use_jit(config.jit),
+    )
+    return model
