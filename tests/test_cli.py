@@ -82,6 +82,7 @@ def test_refusals_before_training_are_one_line_and_leave_no_directory(
         (["--dataset", "mnist_smaple"], "Unknown dataset 'mnist_smaple'. Known datasets:"),
         (["--dataset", "cifar10", "--data-dir", "tfds"], "cannot reach www.cs.toronto.edu"),
         (["--dataset", "folder:nowhere", "--image-size", "8,8"], "does not exist"),
+        (["--dataset", "idx:nowhere"], "idx:nowhere does not exist"),
         (["--dataset", f"folder:{digits}"], "needs an image size"),
         (["--dataset", f"folder:{few}", "--image-size", "8,8"], "2 readable images; every"),
         (["--dataset", MNIST_TEST], "holds only a test split (1000 examples; idx: files"),

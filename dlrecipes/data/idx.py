@@ -35,6 +35,8 @@ def read_idx(path: Path) -> np.ndarray:
 def load_idx(root: str | Path) -> Splits:
     """Loads `*images-idx3-ubyte[.gz]` and `*labels-idx1-ubyte[.gz]` from `root` as a test split."""
     root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"idx:{root} does not exist or is not a directory.")
     images = sorted(root.glob("*images-idx3-ubyte*"))
     labels = sorted(root.glob("*labels-idx1-ubyte*"))
     if len(images) != 1 or len(labels) != 1:
