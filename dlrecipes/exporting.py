@@ -41,6 +41,7 @@ import tensorflow as tf
 from dlrecipes import litert
 from dlrecipes.data import Splits
 from dlrecipes.errors import ConfigError, ExportFailed
+from dlrecipes.models import text
 from dlrecipes.reports import write_json
 from dlrecipes.serving import BATCH, ONNX_MISSING, Served, load, takes_text
 
@@ -51,13 +52,13 @@ INT8_DROP = 0.05  # largest fall in test accuracy allowed an int8 model
 CALIBRATION = 500  # training images int8 calibrates its activation ranges on
 
 
-def parse_formats(text: str) -> tuple[str, ...]:
+def parse_formats(given: str) -> tuple[str, ...]:
     """`saved_model,litert` -> `("saved_model", "litert")`; unknown names refused in one line."""
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    names = tuple(dict.fromkeys(n.strip() for n in given.split(",") if n.strip()))
     unknown = [n for n in names if n not in FORMATS]
     if unknown or not names:
         raise ConfigError(
-            f"Unknown export format(s) {unknown or [text]}: choose from {','.join(FORMATS)}."
+            f"Unknown export format(s) {unknown or [given]}: choose from {','.join(FORMATS)}."
         )
     return names
 
@@ -205,13 +206,12 @@ _WRITERS = {"saved_model": _write_saved_model, "litert": _write_litert, "onnx": 
 def _text_parts(model: keras.Model, out: Path) -> keras.Model:
     """A text model's classifier on token ids; writes its `tokenizer.keras` and
     `vocabulary.txt` into `out`."""
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    if len(layers) != 2:
+    if (parts := text.parts(model)) is None:
         raise ExportFailed(
             f"{model.name} is not a tokenizer then a classifier on ids "
             "(dlrecipes.models.text.end_to_end), so its ids cannot be exported apart."
         )
-    tokenizer, classifier = layers
+    tokenizer, classifier = parts
     texts = keras.Input(shape=(), dtype="string", name="text")
     keras.Model(texts, tokenizer(texts), name="tokenizer").save(out / "tokenizer.keras")
     vocabulary = next(

@@ -162,14 +162,17 @@ def test_teacher_predictions_are_cached_and_recomputed_for_another_teacher(tmp_p
     path = tmp_path / "teacher" / "model.keras"
     path.parent.mkdir()
     tiny_text_model(seed=0).save(path)
-    first = distillation.Teacher(path, ["neg", "pos"]).predict(TEXTS)
+    teacher = distillation.Teacher(path, ["neg", "pos"])
+    first = teacher.predict(TEXTS)
     assert first.shape == (4, 2) and len(list(cache.glob("*.npy"))) == 1
+    # Labelled by length on its ids, as the whole model on strings labels them.
+    np.testing.assert_allclose(first, teacher.serve(tf.constant(TEXTS)), rtol=1e-5, atol=1e-6)
     said = capsys.readouterr().out.splitlines()  # what, then done, how fast (a log has no bar)
     assert said[0].startswith("Teacher predictions for 4 texts (cached next time in ")
     assert re.fullmatch(r"  done in \d+s \([\d,]+ texts/s\)\.", said[1])
 
     again = distillation.Teacher(path, ["neg", "pos"])
-    again.serve = None  # the teacher is not called again: the cache answers
+    again.serve = again.on_ids = None  # the teacher is not called again: the cache answers
     np.testing.assert_array_equal(again.predict(TEXTS), first)
     with pytest.raises(TypeError):  # other texts are not in the cache
         again.predict(TEXTS[:2])

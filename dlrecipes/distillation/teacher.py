@@ -3,7 +3,9 @@
 Any `model.keras` this project trained on text works: a text recipe's functional model (raw
 strings in) or a keras-hub classifier holding its preprocessor (the fine-tuning recipe's MiniLM).
 Its predictions over a transfer set cost most of a distillation run on a CPU, so they are computed
-once and cached by the sha256 of the teacher's file and of the texts.
+once and cached by the sha256 of the teacher's file and of the texts. A teacher saved as a
+tokenizer then a classifier on ids (`models.text.end_to_end`, as this project's text runs save)
+labels texts in order of length, each batch padded only to its longest text, as it was trained.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import numpy as np
 import tensorflow as tf
 
 from dlrecipes import progress
-from dlrecipes.data import wheels
+from dlrecipes.data import tokens, wheels
 from dlrecipes.errors import CheckpointError
+from dlrecipes.models import text
 
 BATCH_SIZE = 256
 # Texts the teacher is tried on when loaded, to check that it answers with probabilities.
@@ -87,6 +90,8 @@ class Teacher:
                 "of a text run (recipes/fine_tuning or recipes/text_bilstm)."
             )
         self.serve = serving_function(self.model)
+        parts = text.parts(self.model)
+        self.tokenizer, self.on_ids = parts or (None, None)
         probe = np.asarray(self.serve(tf.constant(PROBE)))
         classes = list(class_names)
         if probe.ndim != 2 or probe.shape[1] != len(classes):
@@ -128,19 +133,43 @@ class Teacher:
         except (OSError, ValueError):  # not there yet, or damaged
             pass
         what = f"Teacher predictions for {len(texts):,} texts (cached next time in {path})"
-        starts = range(0, len(texts), batch_size)
         with progress.step(what, count=len(texts), unit="texts"):
-            batches = [
-                np.asarray(self.serve(tf.constant(texts[s : s + batch_size])), np.float32)
-                for s in progress.bar(starts, desc="teacher", unit="batch")
-            ]
-        probabilities = (
-            np.concatenate(batches) if batches else np.zeros((0, self.num_classes), np.float32)
-        )
+            if self.on_ids is None:
+                probabilities = self._in_order(texts, batch_size)
+            else:
+                probabilities = self._by_length(texts, batch_size)
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy", delete=False) as tmp:
             np.save(tmp, probabilities, allow_pickle=False)
         os.replace(tmp.name, path)  # whole or not at all, for processes computing it at once
+        return probabilities
+
+    def _in_order(self, texts: list[str], batch_size: int) -> np.ndarray:
+        starts = range(0, len(texts), batch_size)
+        batches = [
+            np.asarray(self.serve(tf.constant(texts[s : s + batch_size])), np.float32)
+            for s in progress.bar(starts, desc="teacher", unit="batch")
+        ]
+        return np.concatenate([np.zeros((0, self.num_classes), np.float32), *batches])
+
+    def _by_length(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Texts tokenized in tf.data, then labelled shortest first, each batch padded to its
+        longest text (a MiniLM teacher on rt_snippets: about twice as fast as at its fixed
+        sequence length)."""
+        pairs = tf.data.Dataset.from_tensor_slices((texts, np.zeros(len(texts), np.int32)))
+        ids = [x for x, _ in tokens.tokenize(pairs, self.tokenizer).as_numpy_iterator()]
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        call = tf.function(
+            lambda ids: self.on_ids(ids, training=False),
+            input_signature=[tf.TensorSpec([None, None], tf.int32)],
+        )
+        probabilities = np.zeros((len(texts), self.num_classes), np.float32)
+        for start in progress.bar(range(0, len(texts), batch_size), desc="teacher", unit="batch"):
+            rows = order[start : start + batch_size]
+            batch = np.full((len(rows), len(ids[rows[-1]])), tokens.PAD_ID, np.int32)
+            for row, i in enumerate(rows):
+                batch[row, : len(ids[i])] = ids[i]
+            probabilities[rows] = np.asarray(call(batch), np.float32)
         return probabilities
 
 

@@ -36,6 +36,7 @@ import keras_hub
 from dlrecipes import online
 from dlrecipes.data import word_vectors
 from dlrecipes.errors import CheckpointError, ConfigError, WeightsUnavailable
+from dlrecipes.models import text
 
 NAME = "base"
 TEXT = ("minilm", "tiny-bert")
@@ -247,8 +248,8 @@ def _saved(spec: str, pretrained: bool) -> Base:
     except Exception as err:  # noqa: BLE001 - a half-written or foreign file raises many kinds
         raise _unreadable(path, err) from err
     tokenizer = None
-    if _is_end_to_end(saved):  # strings -> tokenizer -> classifier on ids
-        tokenizer, saved = saved.layers[1], saved.layers[2]
+    if parts := text.parts(saved):  # strings -> tokenizer -> classifier on ids
+        tokenizer, saved = parts
     head = saved.layers[-1]
     if not isinstance(head, keras.layers.Dense) or len(saved.inputs) != 1:
         raise CheckpointError(
@@ -266,18 +267,6 @@ def _saved(spec: str, pretrained: bool) -> Base:
         return Base(spec, model, "ids", tokenizer=tokenizer)
     reads = "strings" if saved.inputs[0].dtype == "string" else "images"
     return Base(spec, model, reads)
-
-
-def _is_end_to_end(model: keras.Model) -> bool:
-    """Whether `model` is a tokenizer then a classifier on its ids (`models.text.end_to_end`)."""
-    layers = model.layers
-    return (
-        len(layers) == 3
-        and len(model.inputs) == 1
-        and model.inputs[0].dtype == "string"
-        and isinstance(layers[2], keras.Model)
-        and layers[2].inputs[0].dtype != "string"
-    )
 
 
 def _fresh(layer: keras.layers.Layer) -> keras.layers.Layer:

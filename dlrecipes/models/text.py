@@ -286,6 +286,18 @@ def end_to_end(tokenizer: keras.layers.Layer, model: keras.Model) -> keras.Model
     return keras.Model(texts, model(tokenizer(texts)), name=model.name)
 
 
+def parts(model: keras.Model) -> tuple[keras.layers.Layer, keras.Model] | None:
+    """The tokenizer and the classifier on ids of a model `end_to_end` made; None for any other
+    model (one that takes ids or images, or a keras-hub task with its preprocessor)."""
+    layers_ = [layer for layer in model.layers if not isinstance(layer, layers.InputLayer)]
+    if len(layers_) != 2 or len(model.inputs) != 1 or model.inputs[0].dtype != "string":
+        return None
+    tokenizer, classifier = layers_
+    if not isinstance(classifier, keras.Model) or classifier.inputs[0].dtype == "string":
+        return None
+    return tokenizer, classifier
+
+
 def _max_tokens(vectorizer: layers.TextVectorization) -> int:
     """The ids `vectorizer` gives: its `max_tokens`, or its vocabulary's size without one."""
     return vectorizer.get_config()["max_tokens"] or vectorizer.vocabulary_size()
