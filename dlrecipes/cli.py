@@ -198,12 +198,12 @@ def make_config(recipe: Commands, args: argparse.Namespace) -> RecipeConfig:
         preset = coerce(cls, json.loads(args.hparams.read_text()))
         values.update(preset)
         given |= set(preset)
-    config = cls.from_dict(values)
+    config, tiny = cls.from_dict(values), set()
     if getattr(args, "tiny", False):
-        config = config.tiny()
-        given |= set(cls.TINY)
+        config, tiny = config.tiny(), set(cls.TINY) - given
+        given |= tiny
     config = dataclasses.replace(config, **explicit)
-    chosen, why = config.follow_inputs(given)
+    chosen, why = config.follow_inputs(given, tiny)
     if chosen:
         settings = " ".join(_as_flag(name, value) for name, value in chosen.items())
         print(f"{why}: {settings} (a flag or --hparams sets any of them)", flush=True)

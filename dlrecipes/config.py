@@ -109,10 +109,14 @@ class RecipeConfig:
                 "1 pixel (--image-size 64,64)."
             )
 
-    def follow_inputs(self, given: AbstractSet[str]) -> tuple[dict[str, Any], str]:
+    def follow_inputs(
+        self, given: AbstractSet[str], tiny: AbstractSet[str] = frozenset()
+    ) -> tuple[dict[str, Any], str]:
         """Defaults that follow what the config reads (a recipe's own rule, e.g. the kind of
         base it fine-tunes), for the fields not in `given` (set by a flag, `--hparams` or
-        `--tiny`): `({field: value}, why)`. Here none."""
+        `--tiny`): `({field: value}, why)`. `tiny`: the fields of `given` that only `--tiny`
+        set, which a recipe may shrink to fit the data (never ask for more than it holds).
+        Here none."""
         return {}, ""
 
     def tiny(self) -> RecipeConfig:

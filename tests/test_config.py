@@ -14,7 +14,7 @@ import pytest
 from dlrecipes import cli, data
 from dlrecipes.config import ConfigError, RecipeConfig
 from dlrecipes.models import vision
-from tests.conftest import recipe_module
+from tests.conftest import digit_folder, recipe_module
 
 
 @dataclasses.dataclass
@@ -150,6 +150,35 @@ def test_fine_tuning_takes_enough_steps_on_few_texts(long_texts, capsys):
         "fine_tuning", "--base", "tiny-bert", "--dataset", f"csv:{long_texts}", "--epochs", "3"
     )
     assert given.epochs == 3 and given.sequence_length == config.sequence_length
+
+
+def test_tiny_never_asks_for_more_examples_per_class_than_the_data_holds(
+    long_texts, tmp_path, capsys
+):
+    """--tiny keeps 50 examples a class; on a smaller CSV or folder it keeps what the smallest
+    class holds and says so. A --labels-per-class the user gives is theirs, refused if too big."""
+    fine_tuning = recipe_module("fine_tuning")
+    csv_data = f"csv:{long_texts}"
+    smallest = data.class_counts(data.load_text(csv_data).train, 2).min()
+    config = _recipe_config("fine_tuning", "--tiny", "--dataset", csv_data)
+    assert config.labels_per_class == smallest < 50
+    assert f"--labels-per-class {smallest}" in capsys.readouterr().out
+    assert fine_tuning.load_data(config).info.num_examples["train"] > 0  # not refused
+    given = _recipe_config(
+        "fine_tuning", "--tiny", "--dataset", csv_data, "--labels-per-class", "50"
+    )
+    assert given.labels_per_class == 50 and "labels-per-class" not in capsys.readouterr().out
+    with pytest.raises(data.DatasetError, match="--labels-per-class 50 is not possible"):
+        fine_tuning.load_data(given)
+
+    base = tmp_path / "model.keras"
+    vision.convnet((28, 28, 1), 3, widths=(4,), convs_per_stage=1).save(base)
+    folder = f"folder:{digit_folder(tmp_path / 'digits')}"
+    images = _recipe_config(
+        "fine_tuning", "--tiny", "--dataset", folder, "--image-size", "28,28", "--base", str(base)
+    )
+    assert images.labels_per_class < 50 and images.epochs == 1  # --tiny's, not the image settings
+    fine_tuning.load_data(images)
 
 
 @pytest.mark.parametrize("size", [(64,), (0, 0), (28, 0), (8, 8, 8)])

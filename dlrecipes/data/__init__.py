@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dlrecipes.data import tokens
 from dlrecipes.data.catalog import SOURCES, load_tfds
-from dlrecipes.data.few_labels import keep_per_class
+from dlrecipes.data.few_labels import class_counts, keep_per_class
 from dlrecipes.data.folder import ImageDataWarning, load_folder
 from dlrecipes.data.folds import apply_fold
 from dlrecipes.data.idx import load_idx
@@ -94,6 +94,7 @@ __all__ = [
     "Splits",
     "TextDataWarning",
     "check_training",
+    "class_counts",
     "count_batches",
     "keep_per_class",
     "kind",

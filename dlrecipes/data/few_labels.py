@@ -26,7 +26,7 @@ def keep_per_class(
         DatasetError: `per_class` is below 1 or above what the smallest class holds.
     """
     labels = np.concatenate([y for y in ds.map(lambda x, y: y).batch(4096).as_numpy_iterator()])
-    counts = np.bincount(labels, minlength=len(class_names))
+    counts = class_counts(ds, len(class_names))
     if per_class < 1 or per_class > counts.min():
         smallest = int(counts.argmin())
         raise DatasetError(
@@ -42,3 +42,12 @@ def keep_per_class(
     mask = tf.constant(keep)
     chosen = ds.enumerate().filter(lambda i, example: tf.gather(mask, i))
     return chosen.map(lambda i, example: example)
+
+
+def class_counts(ds: tf.data.Dataset, num_classes: int) -> np.ndarray:
+    """How many examples of every class `(input, label)` pairs hold, batched or not."""
+    labels = ds.map(lambda x, y: tf.reshape(y, [-1])).unbatch().batch(4096)
+    return np.bincount(
+        np.concatenate([np.zeros(0, np.int64), *labels.as_numpy_iterator()]).astype(np.int64),
+        minlength=num_classes,
+    )

@@ -132,10 +132,23 @@ class Config(dlrecipes.RecipeConfig):
         "weight_decay": 1e-4,
     }
 
-    def follow_inputs(self, given: AbstractSet[str]) -> tuple[dict[str, Any], str]:
+    def follow_inputs(
+        self, given: AbstractSet[str], tiny: AbstractSet[str] = frozenset()
+    ) -> tuple[dict[str, Any], str]:
         """Image settings for an image base. For a BERT base, from the training texts: the
         sequence length that keeps 99% of them whole, and epochs enough for `MIN_STEPS` steps
-        of phase 2. Only for fields not `given`."""
+        of phase 2. Only for fields not `given`. A `--tiny` run keeps at most what the data's
+        smallest class holds."""
+        chosen, why = self._follow_base(given)
+        if "labels_per_class" in tiny:
+            splits = load_data(dataclasses.replace(self, labels_per_class=None))
+            smallest = int(data.class_counts(splits.train, splits.info.num_classes).min())
+            if smallest < self.labels_per_class:
+                chosen["labels_per_class"] = smallest
+                why = "; ".join(filter(None, [why, f"its smallest class has {smallest} examples"]))
+        return chosen, why
+
+    def _follow_base(self, given: AbstractSet[str]) -> tuple[dict[str, Any], str]:
         if bases.kind(self.base) == "images":
             chosen = {k: v for k, v in self.IMAGES.items() if k not in given}
             return chosen, f"--base {self.base} reads images, so it trains with image settings"

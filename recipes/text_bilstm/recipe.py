@@ -106,7 +106,9 @@ class Config(dlrecipes.RecipeConfig):
     # The longest sequence length chosen from the data: the LSTM's steps cost time in proportion.
     MAX_LENGTH: ClassVar = 512
 
-    def follow_inputs(self, given: AbstractSet[str]) -> tuple[dict[str, Any], str]:
+    def follow_inputs(
+        self, given: AbstractSet[str], tiny: AbstractSet[str] = frozenset()
+    ) -> tuple[dict[str, Any], str]:
         """The sequence length from the training texts' lengths, unless given."""
         if "sequence_length" in given:
             return {}, ""
