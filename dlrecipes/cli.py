@@ -23,6 +23,7 @@ from dlrecipes import baselines, cross_validation, exporting, predicting, report
 from dlrecipes.config import RECIPE_KEY, RecipeConfig, coerce, field_types, flag, strip_optional
 from dlrecipes.errors import CheckpointError, ConfigError, RecipeError, RunDirError
 from dlrecipes.field_help import field_help
+from dlrecipes.multihost import cluster
 from dlrecipes.run import RunResult
 from dlrecipes.saving import load_model
 
@@ -329,6 +330,7 @@ def _train(recipe: Commands, args: argparse.Namespace) -> int:
         print(cross_validation.summary_line(result.metrics))
     else:
         result = recipe.train(config, args.run_dir, resume=args.resume, export=export)
+        cluster.finish_together(config.strategy)
         if not result.chief:  # a multi-host process other than the chief
             print(f"Worker done; the chief writes the results to {args.run_dir}.")
             return 0

@@ -74,6 +74,8 @@ def test_two_processes_train_the_text_recipe_as_one(tmp_path):
     assert set(digests) == {"worker0", "worker1"}, out[-6000:]
     assert digests["worker0"] == digests["worker1"]
     assert "2 replicas" in out and _epochs(run_dir) == [0, 1]
+    # The worker waits for the chief to finish: no "tasks have crashed" line from TensorFlow.
+    assert "unhealthy" not in out and "E0000" not in out, out[-6000:]
     # Only the chief wrote the run; each process's output is kept in it.
     assert f"[worker0] {run_dir}" in out and f"[worker1] {run_dir}" not in out
     assert json.loads((run_dir / "metrics.json").read_text())["num_examples"] == 1275

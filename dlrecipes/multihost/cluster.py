@@ -239,6 +239,23 @@ def chief_first(strategy: tf.distribute.Strategy, current: Task | None) -> Itera
         _barrier(strategy)
 
 
+def finish_together(strategy: str) -> None:
+    """Multi-host: returns once every process has finished its run. A worker that exited while
+    the chief still evaluates and writes would stop sending the coordination service heartbeats,
+    and TensorFlow would log on the chief that the worker "crashed". No-op on one process.
+
+    Raises:
+        ClusterError: another process stopped before it finished.
+    """
+    current = task(strategy)
+    if current is None:
+        return
+    try:
+        _barrier(join(current))
+    except (tf.errors.UnavailableError, tf.errors.AbortedError) as err:
+        raise lost(err) from err
+
+
 def _barrier(strategy: tf.distribute.Strategy) -> None:
     """Returns once every process has called it: a sum over all replicas."""
     strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
