@@ -9,14 +9,17 @@ on the labels alone, and against its teacher on this CPU.
 Without `--teacher` the teacher is trained by the fine-tuning recipe's own command line
 (`recipes/fine_tuning/recipe.py train`, its defaults) in a subprocess. Then, for each seed, the
 text recipe's default BiLSTM trains on the labels alone (its defaults, 15 epochs) and on the
-teacher's soft targets (`--teacher`, 8 epochs over the 5x larger transfer set); each is scored on
-the 1,275 rt_snippets test texts by its best checkpoint on validation. Last, teacher and one
-student are timed side by side in this process, each called through one compiled function on raw
-strings, as a server would.
+teacher's soft targets (`--teacher` with the recipe's distillation defaults: its transfer copies,
+`TEACHER_EPOCHS` epochs); each is scored on the 1,275 rt_snippets test texts by its best
+checkpoint on validation. Each distilled run has the teacher label its own transfer set: teacher
+predictions are cached in this run's temporary directory, never read from an earlier run's.
+Last, teacher and one student are timed side by side in this process, each called through one
+compiled function on raw strings, as a server would.
 
-Targets (issue 10): the distilled BiLSTM at least 81.0% on test (mean of 3 seeds) and at least
-1.5 points above the labels-alone BiLSTM of the same run; at least 3x faster than the teacher at
-batch 1 and at least 10x at batch 256.
+Targets: the distilled BiLSTM at least 81.5% on test (mean of 3 seeds; issue 19, was 81.0% in
+issue 10) and at least 1.5 points above the labels-alone BiLSTM of the same run; each default
+distilled run, teacher predictions included, in at most 25 minutes; at least 3x faster than the
+teacher at batch 1 and at least 10x at batch 256.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ from common import REPO, EpochClock, load_recipe, timed_fits, write_result
 
 from dlrecipes import distillation, runtime
 from dlrecipes.distillation import compare
+from dlrecipes.distillation import teacher as teaching
 
-DISTILLED_EPOCHS = 8  # what the text recipe's README passes: each epoch sees the 5x transfer set
+RUN_MINUTES = 25  # a default distilled run, teacher predictions included (issue 19)
 
 
 def teacher_from_recipe(tiny: bool) -> tuple[Path, float]:
@@ -81,6 +85,8 @@ def main() -> None:
     module = load_recipe("text_bilstm")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
+        # Every distilled run labels its own transfer set, as a user's first run does.
+        teaching.cache_path = lambda key: workdir / "teacher-predictions" / f"{key[:32]}.npy"
         teacher_s = None
         teacher = args.teacher
         if teacher is None:
@@ -95,7 +101,7 @@ def main() -> None:
                 config,
                 teacher=str(teacher),
                 swap=args.swap,
-                epochs=base.epochs if args.tiny else DISTILLED_EPOCHS,
+                epochs=base.epochs if args.tiny else module.Config.TEACHER_EPOCHS,
             )
             distilled.append(run(module, config, workdir / f"distilled-{seed}"))
 
@@ -121,6 +127,7 @@ def main() -> None:
     speedup_1 = timing["teacher"]["latency_ms"] / timing["student"]["latency_ms"]
     speedup_256 = timing["student"]["texts_per_second"] / timing["teacher"]["texts_per_second"]
     agreement = statistics.mean(r["metrics"]["distillation"]["agreement"] for r in distilled)
+    longest_run = max(r["wall_s"] for r in distilled)
 
     def row(name: str, runs: list[dict] | None, model: str, notes: str) -> dict:
         accs = accuracies(runs) if runs else [side["teacher"]["accuracy"]]
@@ -135,6 +142,7 @@ def main() -> None:
             "train_s": round(statistics.mean(r["train_s"] for r in runs), 1)
             if runs
             else (round(teacher_s, 1) if teacher_s else None),
+            "longest_run_s": round(max(r["wall_s"] for r in runs), 1) if runs else None,
             "notes": notes,
         }
 
@@ -156,8 +164,9 @@ def main() -> None:
         ),
     ]
     targets = {
-        "distilled >= 81.0%": mean_distilled >= 0.81,
+        "distilled >= 81.5%": mean_distilled >= 0.815,
         "distilled - labels >= 1.5 points": 100 * (mean_distilled - mean_labels) >= 1.5,
+        f"distilled run <= {RUN_MINUTES} min": longest_run <= 60 * RUN_MINUTES,
         "speedup batch 1 >= 3x": speedup_1 >= 3,
         "speedup batch 256 >= 10x": speedup_256 >= 10,
     }
@@ -171,8 +180,10 @@ def main() -> None:
         + ". Parameters, file size and speed of both BiLSTM rows: the first distilled student "
         "(the labels-alone model has the same architecture). train_s: training epochs only "
         "(the teacher: its whole recipe run). Each seed draws its own transfer set, labelled by "
-        f"the teacher once and then cached (first distilled run: {distilled[0]['wall_s']:.0f} s "
-        "wall, labelling, training and report included)."
+        "the teacher in that run (no cache from an earlier run); whole distilled runs, "
+        "labelling, training, baseline and report included: "
+        + " / ".join(f"{r['wall_s']:.0f}" for r in distilled)
+        + " s."
     )
     if args.tiny:
         print(*rows, notes, sep="\n")

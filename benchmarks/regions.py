@@ -19,7 +19,8 @@ from result_files import RenderError, Result, Results
 TEXT_TARGET = 0.80  # text recipe, rt_snippets test accuracy
 FINE_TUNING_TEXT_TARGET = (0.83, 20 * 60)  # MiniLM test accuracy, training seconds
 FEW_LABEL_TARGET = 0.95  # fine-tuned digits test accuracy at 10 labels per class
-DISTILLED_TARGET = 0.81  # distilled BiLSTM test accuracy
+DISTILLED_TARGET = 0.815  # distilled BiLSTM test accuracy (issue 19; 0.81 in issue 10)
+DISTILLED_RUN_MINUTES = 25  # a whole default distilled run, teacher predictions included
 DISTILLATION_GAIN_TARGET = 1.5  # points over the labels alone
 STUDENT_SPEEDUP_TARGETS = (3.0, 10.0)  # student vs teacher at batch 1, at batch 256
 # pruning: least change in MNIST test points; size of unstructured-80; speed-ups of structured-50;
@@ -349,8 +350,18 @@ def distillation(r: Results) -> str:
             f"target of {pct(DISTILLED_TARGET)} on test was "
             + (f"met, by {gap:.2f} points." if gap >= 0 else f"missed by {-gap:.2f} points.")
             + f" Each distilled run took about {f['distilled']['train_s'] / 60:.0f} minutes of "
-            "training.",
+            "training" + run_time(f["distilled"].get("longest_run_s")),
         ]
+    )
+
+
+def run_time(longest_s: float | None) -> str:
+    """The distillation sentence's end: the longest whole run against its target, if measured."""
+    if longest_s is None:  # results from before the whole run was timed
+        return "."
+    return (
+        f"; the longest whole run, teacher predictions included, {longest_s / 60:.1f} minutes "
+        f"(target {DISTILLED_RUN_MINUTES}: {verdict(longest_s <= 60 * DISTILLED_RUN_MINUTES)})."
     )
 
 

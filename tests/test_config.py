@@ -140,6 +140,17 @@ def test_text_lengths_follow_the_training_texts_unless_a_flag_sets_them(long_tex
     assert given.sequence_length == 40 and capsys.readouterr().out == ""
 
 
+def test_a_teacher_run_takes_its_own_epochs_unless_given(capsys):
+    """Each epoch of distillation sees the transfer set, (copies + 1)x the texts: fewer epochs."""
+    teacher = recipe_module("text_bilstm").Config.TEACHER_EPOCHS
+    config = _recipe_config("text_bilstm", "--teacher", "t/model.keras", "--transfer-copies", "2")
+    assert config.epochs == teacher < recipe_module("text_bilstm").Config.epochs
+    assert "sees 3x the texts" in capsys.readouterr().out
+    given = _recipe_config("text_bilstm", "--teacher", "t/model.keras", "--epochs", "3")
+    assert given.epochs == 3 and "--epochs" not in capsys.readouterr().out
+    assert _recipe_config("text_bilstm").epochs == 15  # no teacher: the labels' default
+
+
 def test_fine_tuning_takes_enough_steps_on_few_texts(long_texts, capsys):
     """48 training texts are 2 batches of 32: phase 2 gets epochs enough for MIN_STEPS steps."""
     config = _recipe_config("fine_tuning", "--base", "tiny-bert", "--dataset", f"csv:{long_texts}")
