@@ -328,6 +328,8 @@ def _train(recipe: Commands, args: argparse.Namespace) -> int:
             export=export,
         )
         print(cross_validation.summary_line(result.metrics))
+        if "baseline" in result.metrics:  # text folds: did they beat a bag of words?
+            print(baselines.verdict(result.metrics["baseline"]))
     else:
         result = recipe.train(config, args.run_dir, resume=args.resume, export=export)
         cluster.finish_together(config.strategy)

@@ -59,6 +59,7 @@ def cross_validate(
                     "fold": i + 1,
                     "val_accuracy": metrics["best_val_accuracy"],
                     "test_accuracy": metrics["accuracy"],
+                    **({"baseline": metrics["baseline"]} if "baseline" in metrics else {}),
                 }
             )
     summary = summarize(per_fold)
@@ -68,10 +69,11 @@ def cross_validate(
 
 
 def summarize(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and standard deviation over folds of validation and test accuracy."""
+    """Mean and standard deviation over folds of validation and test accuracy; for text runs,
+    the baseline's mean over folds (`baseline`, shaped like a run's `metrics["baseline"]`)."""
     val = np.array([f["val_accuracy"] for f in per_fold])
     test = np.array([f["test_accuracy"] for f in per_fold])
-    return {
+    summary = {
         "folds": len(per_fold),
         "per_fold": per_fold,
         "val_accuracy_mean": float(val.mean()),
@@ -79,6 +81,15 @@ def summarize(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
         "test_accuracy_mean": float(test.mean()),
         "test_accuracy_std": float(test.std(ddof=1)),
     }
+    if per_fold and all("baseline" in f for f in per_fold):
+        accuracy = float(np.mean([f["baseline"]["accuracy"] for f in per_fold]))
+        summary["baseline"] = {
+            "name": per_fold[0]["baseline"]["name"],
+            "accuracy": accuracy,
+            "detail": f"mean over {len(per_fold)} folds",
+            "difference_points": 100 * (summary["test_accuracy_mean"] - accuracy),
+        }
+    return summary
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -108,4 +119,12 @@ def report(recipe: str, config: RecipeConfig, summary: dict[str, Any]) -> str:
         f"{summary['val_accuracy_std']:.4f}** | **{summary['test_accuracy_mean']:.4f} ± "
         f"{summary['test_accuracy_std']:.4f}** |"
     )
+    if "baseline" in summary:
+        base = summary["baseline"]
+        lines += [
+            "",
+            f"Baseline, {base['name']} on each fold's training split ({base['detail']}): "
+            f"{base['accuracy']:.4f} on test, {base['difference_points']:+.2f} points to the "
+            "model.",
+        ]
     return "\n".join(lines) + "\n"
