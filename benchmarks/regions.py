@@ -846,3 +846,24 @@ def fine_tuning_image_defaults(r: Results) -> str:
             [[row["settings"], pct(row["test_acc"]), row["measured"]] for row in result.rows],
         )
     )
+
+
+@region
+def text_unseen(r: Results) -> str:
+    """recipes/text_bilstm/README.md: the text defaults on convention-speech passages."""
+    result = r["text_unseen"]
+    rows = [
+        [
+            row["model"],
+            pct(row["test_acc"]),
+            str(row.get("sequence_length", "")),
+            str(row.get("epochs", "")),
+            f"{row['wall_s'] / 60:.1f} min" if "wall_s" in row else "",
+        ]
+        for row in result.rows
+    ]
+    return (
+        f"Measured by the dlrecipes benchmarks on {r.machine(result)}, {r.on(result)}:\n\n"
+        + table(["run", "test accuracy", "sequence length", "epochs", "whole run"], rows)
+        + f"\n\n{result.notes}"
+    )
