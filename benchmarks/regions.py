@@ -858,12 +858,11 @@ def text_unseen(r: Results) -> str:
             pct(row["test_acc"]),
             str(row.get("sequence_length", "")),
             str(row.get("epochs", "")),
-            f"{row['wall_s'] / 60:.1f} min" if "wall_s" in row else "",
         ]
         for row in result.rows
-    ]
+    ]  # no times: this bench's runs have shared the machine with other benchmarks
     return (
         f"Measured by the dlrecipes benchmarks on {r.machine(result)}, {r.on(result)}:\n\n"
-        + table(["run", "test accuracy", "sequence length", "epochs", "whole run"], rows)
+        + table(["run", "test accuracy", "sequence length", "epochs"], rows)
         + f"\n\n{result.notes}"
     )
