@@ -9,6 +9,10 @@ study's `report.md`. The recipe's `Config` has the fields `study` (label counts,
     run_dir/  config.json  study.json  study.png  report.md
               <arm>/<count>-per-class/seed-<s>/   (a run directory each: metrics.json, ...)
 
+On texts, each run fits a bag-of-words baseline on the same kept examples (`metrics.json`'s
+`baseline`); the table puts its mean over seeds beside the arms', and the study's last lines say
+at which label counts it did as well as the first arm or better.
+
 Finished runs are kept when a study is resumed; an unfinished one continues from its backup.
 """
 
@@ -83,6 +87,7 @@ def run(
     seeds = range(config.seed, config.seed + config.study_seeds)
     jobs = [(arm, n, s) for n in counts(config.study) for s in seeds for arm in arms]
     rows = []
+    baseline = ""  # its name, when the runs fit one
     with parent_run(run_dir, recipe, config, resume=resume) as run_dir:
         for arm, count, seed in progress.bar(jobs, desc="few-label study", unit="run"):
             sub = run_dir / _slug(arm) / f"{_label(count)}-per-class" / f"seed-{seed}"
@@ -95,40 +100,73 @@ def run(
                 )
                 resumable = (sub / "config.json").exists()
                 metrics = train(sub_config, sub, resume=resumable).metrics
-            rows.append(
-                {
-                    "arm": arm,
-                    "labels_per_class": _label(count),
-                    "seed": seed,
-                    "test_accuracy": metrics["accuracy"],
-                    "val_accuracy": metrics["best_val_accuracy"],
-                }
-            )
+            row = {
+                "arm": arm,
+                "labels_per_class": _label(count),
+                "seed": seed,
+                "test_accuracy": metrics["accuracy"],
+                "val_accuracy": metrics["best_val_accuracy"],
+            }
+            if "baseline" in metrics:  # texts: TF-IDF + logistic regression on the same examples
+                row["baseline_accuracy"] = metrics["baseline"]["accuracy"]
+                baseline = metrics["baseline"]["name"]
+            rows.append(row)
     summary = {"arms": list(arms), "runs": rows, "table": _table(rows, list(arms))}
+    if baseline and all("baseline_accuracy" in r for r in rows):
+        summary["baseline_model"] = baseline
     reports.write_json(run_dir / "study.json", summary)
     _plot(summary, run_dir / "study.png")
     _report(recipe, config, summary, run_dir)
     print(table_markdown(summary))
+    if verdict := baseline_verdict(summary):
+        print(verdict)
     return RunResult(run_dir, summary)
 
 
+def _spread(accuracies: list[float]) -> dict[str, Any]:
+    acc = np.array(accuracies)
+    return {
+        "mean": float(acc.mean()),
+        "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+        "min": float(acc.min()),
+        "max": float(acc.max()),
+        "seeds": len(acc),
+    }
+
+
 def _table(rows: list[dict], arms: list[str]) -> list[dict]:
-    """Per label count: each arm's mean, std (over seeds), min and max test accuracy."""
+    """Per label count: each arm's mean, std (over seeds), min and max test accuracy; when the
+    runs carry one, the baseline's too (`baseline`, from the first arm's runs: every arm keeps
+    the same examples at a count and seed, so fits the same baseline)."""
     table = []
     for count in dict.fromkeys(r["labels_per_class"] for r in rows):
         entry: dict[str, Any] = {"labels_per_class": count}
         for arm in arms:
             runs = [r for r in rows if r["arm"] == arm and r["labels_per_class"] == count]
-            acc = np.array([r["test_accuracy"] for r in runs])
-            entry[arm] = {
-                "mean": float(acc.mean()),
-                "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-                "min": float(acc.min()),
-                "max": float(acc.max()),
-                "seeds": len(acc),
-            }
+            entry[arm] = _spread([r["test_accuracy"] for r in runs])
+        first = [r for r in rows if r["arm"] == arms[0] and r["labels_per_class"] == count]
+        if all("baseline_accuracy" in r for r in first):
+            entry["baseline"] = _spread([r["baseline_accuracy"] for r in first])
         table.append(entry)
     return table
+
+
+def baseline_verdict(summary: dict) -> str:
+    """The label counts at which the baseline's mean did as well as the first arm's or better,
+    said plainly; "" when it never did or the study has no baseline."""
+    arm = summary["arms"][0]
+    won = [
+        e["labels_per_class"]
+        for e in summary["table"]
+        if "baseline_model" in summary and e["baseline"]["mean"] >= e[arm]["mean"]
+    ]
+    if not won:
+        return ""
+    return (
+        f"The baseline ({summary['baseline_model']}) did as well as {arm} or better at "
+        f"{', '.join(won)} labels per class, at a fraction of the cost: at those counts, "
+        "prefer it or give the model more epochs (--epochs) or a search (tune)."
+    )
 
 
 def _plot(summary: dict, out: Path) -> None:
@@ -142,6 +180,9 @@ def _plot(summary: dict, out: Path) -> None:
         means = [100 * e[arm]["mean"] for e in table]
         stds = [100 * e[arm]["std"] for e in table]
         ax.errorbar(x, means, yerr=stds, marker="o", capsize=4, label=arm)
+    if all("baseline" in e for e in table):
+        means = [100 * e["baseline"]["mean"] for e in table]
+        ax.plot(x, means, linestyle="--", marker="s", color="grey", label="bag-of-words baseline")
     ax.set_xticks(x, [e["labels_per_class"] for e in table])
     ax.set_xlabel("labelled training examples per class")
     ax.set_ylabel("test accuracy (%)")
@@ -152,19 +193,26 @@ def _plot(summary: dict, out: Path) -> None:
 
 
 def table_markdown(summary: dict) -> str:
-    """The study's table as markdown: mean ± std per arm, and the first arm minus the second."""
+    """The study's table as markdown: mean ± std per arm (and the baseline's, when the runs
+    fitted one), and the first arm minus the second."""
     arms = summary["arms"]
+    columns = [*arms, "baseline"] if "baseline_model" in summary else arms
     seeds = summary["table"][0][arms[0]]["seeds"] if summary["table"] else 0
-    head = ["labels per class", *(f"{a} (mean ± std, {seeds} seeds)" for a in arms)]
+    head = ["labels per class", *(f"{a} (mean ± std, {seeds} seeds)" for a in columns)]
     if len(arms) == 2:
         head.append(f"{arms[0]} - {arms[1]}")
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for entry in summary["table"]:
         cells = [entry["labels_per_class"]]
-        cells += [f"{100 * entry[a]['mean']:.1f}% ± {100 * entry[a]['std']:.1f}" for a in arms]
+        cells += [f"{100 * entry[a]['mean']:.1f}% ± {100 * entry[a]['std']:.1f}" for a in columns]
         if len(arms) == 2:
             cells.append(f"{100 * (entry[arms[0]]['mean'] - entry[arms[1]]['mean']):+.1f}")
         lines.append("| " + " | ".join(cells) + " |")
+    if "baseline_model" in summary:
+        lines += [
+            "",
+            f"baseline: {summary['baseline_model']}, fitted by each run on its kept examples.",
+        ]
     return "\n".join(lines)
 
 

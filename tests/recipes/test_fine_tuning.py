@@ -112,6 +112,21 @@ def test_few_label_study_compares_fine_tuning_with_scratch_and_resumes(convnet, 
     assert "fine-tuned - from scratch" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_a_text_study_puts_the_bag_of_words_beside_both_arms(tmp_path, capsys):
+    run_dir = tmp_path / "study"
+    args = ["--tiny", "--study", "5", "--study-seeds", "1", "--run-dir", run_dir]
+    assert _main("train", *args) == 0
+    summary = json.loads((run_dir / "study.json").read_text())
+    fitted = [r["baseline_accuracy"] for r in summary["runs"]]
+    assert len(fitted) == 2 and fitted[0] == fitted[1]  # both arms kept the same 5 a class
+    assert summary["table"][0]["baseline"]["mean"] == fitted[0]
+    assert summary["baseline_model"].startswith("TF-IDF")
+    assert "(mean ± std, 1 seeds) |" in (run_dir / "report.md").read_text()
+    won = fitted[0] >= summary["runs"][0]["test_accuracy"]
+    assert ("did as well as fine-tuned or better" in capsys.readouterr().out) == won
+
+
 def test_study_table_gives_mean_and_spread_over_seeds():
     rows = [
         {"arm": arm, "labels_per_class": count, "seed": seed, "test_accuracy": acc}
@@ -129,6 +144,28 @@ def test_study_table_gives_mean_and_spread_over_seeds():
     markdown = few_label_study.table_markdown({"arms": ["a", "b"], "table": table})
     assert "| 5 | 92.0% ± 2.8 | 82.0% ± 2.8 | +10.0 |" in markdown
     assert "| all | 98.0% ± 1.4 | 98.0% ± 0.0 | +0.0 |" in markdown
+
+
+def test_study_puts_the_baseline_beside_the_arms_and_says_where_it_won():
+    rows = [
+        {"arm": arm, "labels_per_class": count, "seed": seed, "test_accuracy": acc,
+         "baseline_accuracy": base}
+        for arm, count, seed, acc, base in [
+            ("a", "5", 0, 0.60, 0.70), ("b", "5", 0, 0.55, 0.70), ("a", "5", 1, 0.64, 0.66),
+            ("b", "5", 1, 0.57, 0.66), ("a", "all", 0, 0.90, 0.80), ("b", "all", 0, 0.85, 0.80),
+        ]
+    ]  # fmt: skip
+    summary = {"arms": ["a", "b"], "table": few_label_study._table(rows, ["a", "b"])}
+    assert summary["table"][0]["baseline"]["mean"] == pytest.approx(0.68)
+    assert few_label_study.baseline_verdict(summary) == ""  # no baseline name: none fitted
+    summary["baseline_model"] = "TF-IDF"
+    markdown = few_label_study.table_markdown(summary)
+    assert "| 5 | 62.0% ± 2.8 | 56.0% ± 1.4 | 68.0% ± 2.8 | +6.0 |" in markdown
+    assert "| all | 90.0% ± 0.0 | 85.0% ± 0.0 | 80.0% ± 0.0 | +5.0 |" in markdown
+    verdict = few_label_study.baseline_verdict(summary)
+    assert "did as well as a or better at 5 labels per class" in verdict
+    summary["table"][0]["baseline"]["mean"] = 0.61
+    assert few_label_study.baseline_verdict(summary) == ""
 
 
 @pytest.mark.slow
