@@ -135,9 +135,23 @@ def test_text_lengths_follow_the_training_texts_unless_a_flag_sets_them(long_tex
     assert config.sequence_length > 48  # the snippets' default, which these texts outgrow
     assert f"--sequence-length {config.sequence_length}" in capsys.readouterr().out
     given = _recipe_config(
-        "text_bilstm", "--dataset", f"csv:{long_texts}", "--sequence-length", "40"
-    )
+        "text_bilstm", "--dataset", f"csv:{long_texts}", "--sequence-length", "40",
+        "--epochs", "15",
+    )  # fmt: skip
     assert given.sequence_length == 40 and capsys.readouterr().out == ""
+
+
+def test_a_small_training_set_gets_epochs_enough_for_the_step_floor(long_texts, capsys):
+    module = recipe_module("text_bilstm")
+    train = data.load_text(f"csv:{long_texts}").train.cardinality().numpy()  # 48 texts
+    config = _recipe_config("text_bilstm", "--dataset", f"csv:{long_texts}", "--batch-size", "16")
+    steps = -(-train // 16)
+    assert config.epochs == -(-module.Config.MIN_STEPS // steps) > module.Config.epochs
+    assert f"--epochs {config.epochs}" in capsys.readouterr().out
+    given = _recipe_config("text_bilstm", "--dataset", f"csv:{long_texts}", "--epochs", "3")
+    assert given.epochs == 3 and "--epochs" not in capsys.readouterr().out
+    # Enough texts for the floor within the default epochs: the default stays.
+    assert _recipe_config("text_bilstm", "--sequence-length", "48").epochs == module.Config.epochs
 
 
 def test_a_teacher_run_takes_its_own_epochs_unless_given(capsys):
