@@ -880,3 +880,41 @@ def text_unseen(r: Results) -> str:
         + target
         + f"\n\n{result.notes}"
     )
+
+
+@region
+def text_small(r: Results) -> str:
+    """recipes/text_bilstm/README.md: the step floor on subsets of a few hundred passages."""
+    result = r["text_small"]
+    arms = list(dict.fromkeys(row["model"] for row in result.rows))
+    subsets = sorted({row["subset"] for row in result.rows})
+    by = {(row["model"], row["subset"]): row for row in result.rows}
+    rows = []
+    for model in arms:
+        runs = [by[model, s] for s in subsets]
+        rows.append(
+            [
+                model,
+                "/".join(str(run["epochs"]) for run in runs),
+                " / ".join(pct(run["val_acc"]) for run in runs),
+                pct(sum(run["val_acc"] for run in runs) / len(runs)),
+                " / ".join(pct(run["test_acc"]) for run in runs),
+                pct(sum(run["test_acc"] for run in runs) / len(runs)),
+            ]
+        )
+    first = [by[arms[0], s] for s in subsets]  # each run fits the same baseline on its subset
+    rows.append(
+        [
+            "TF-IDF + logistic regression",
+            "",
+            "",
+            "",
+            " / ".join(pct(run["baseline_acc"]) for run in first),
+            pct(sum(run["baseline_acc"] for run in first) / len(first)),
+        ]
+    )
+    return (
+        f"Measured by the dlrecipes benchmarks on {r.machine(result)}, {r.on(result)}:\n\n"
+        + table(["run", "epochs", "validation, by subset", "mean", "test, by subset", "mean"], rows)
+        + f"\n\n{result.notes}"
+    )
